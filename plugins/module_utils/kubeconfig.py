@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Kubeconfig logic with no I/O: build, parse, merge, summarise, and write atomically.
+
+Prow keys every build cluster by kubeconfig *context* name, and a context name that
+appears in two files is a fatal load error with --kubeconfig-dir. Everything here keeps
+that invariant and produces byte-for-byte deterministic output, so that "changed" can
+be decided by comparing content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - reported by the modules
+    HAS_YAML = False
+
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint
+
+
+class KubeconfigError(ValueError):
+    """A kubeconfig is malformed, or a set of them cannot be merged."""
+
+
+def build(alias, server, ca_data, token):
+    """A kubeconfig whose cluster, user and context are all named ``alias`` (as gencred wrote them)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": alias, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "users": [{"name": alias, "user": {"token": token}}],
+        "contexts": [{"name": alias, "context": {"cluster": alias, "user": alias}}],
+        "current-context": alias,
+        "preferences": {},
+    }
+
+
+def dump(config):
+    """Deterministic YAML text of a kubeconfig."""
+    return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
+
+
+def parse(content, source):
+    """Parse kubeconfig text (or an already-parsed dict) and check its structure.
+
+    ``source`` names where it came from, for error messages. Raises KubeconfigError.
+    """
+    if isinstance(content, dict):
+        config = content
+    else:
+        try:
+            config = yaml.safe_load(content)
+        except yaml.YAMLError as exc:
+            raise KubeconfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise KubeconfigError(f"{source}: a kubeconfig must be a YAML mapping, got {type(config).__name__}")
+    for key in ("clusters", "users", "contexts"):
+        entries = config.get(key) or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and e.get("name") for e in entries):
+            raise KubeconfigError(f"{source}: '{key}' must be a list of entries that each have a 'name'")
+        names = [e["name"] for e in entries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise KubeconfigError(f"{source}: {key} {', '.join(dupes)} defined more than once")
+    if not config.get("contexts"):
+        raise KubeconfigError(f"{source}: no contexts: Prow addresses build clusters by context name")
+    clusters = {c["name"] for c in config.get("clusters") or []}
+    users = {u["name"] for u in config.get("users") or []}
+    for ctx in config["contexts"]:
+        body = ctx.get("context") or {}
+        if body.get("cluster") not in clusters:
+            raise KubeconfigError(f"{source}: context {ctx['name']!r} names cluster {body.get('cluster')!r}, which is not defined")
+        if body.get("user") and body["user"] not in users:
+            raise KubeconfigError(f"{source}: context {ctx['name']!r} names user {body['user']!r}, which is not defined")
+    return config
+
+
+def _by_name(entries):
+    return {e["name"]: e for e in entries or []}
+
+
+def context_details(config, context_name):
+    """(cluster entry body, user entry body) of one context."""
+    ctx = _by_name(config["contexts"])[context_name]["context"]
+    cluster = _by_name(config.get("clusters"))[ctx["cluster"]]["cluster"]
+    user = _by_name(config.get("users")).get(ctx.get("user"), {}).get("user", {})
+    return cluster, user
+
+
+def merge(members, require_default=False):
+    """Merge ``[(source, config)]`` into one composite kubeconfig.
+
+    Context names must be unique across members (as Prow's --kubeconfig-dir requires).
+    Clusters and users may repeat only with identical content; the output is sorted by
+    name so that the same inputs always give the same bytes. The composite's
+    current-context is ``default`` when there is one, else the first context by name.
+    """
+    contexts, clusters, users = {}, {}, {}
+    owners = {}
+    for source, config in members:
+        for ctx in config["contexts"]:
+            name = ctx["name"]
+            if name in contexts:
+                raise KubeconfigError(
+                    f"context {name!r} occurs in both {owners[name]} and {source}: "
+                    "Prow refuses duplicate context names; give each build cluster its own alias"
+                )
+            contexts[name] = ctx
+            owners[name] = source
+        for kind, seen in (("clusters", clusters), ("users", users)):
+            for entry in config.get(kind) or []:
+                prior = seen.get(entry["name"])
+                if prior is not None and prior[1] != entry:
+                    raise KubeconfigError(
+                        f"{kind[:-1]} {entry['name']!r} is defined differently in {prior[0]} and {source}: "
+                        "rename it in one of them"
+                    )
+                seen[entry["name"]] = (source, entry)
+    if require_default and "default" not in contexts:
+        raise KubeconfigError(
+            "no context named 'default': Prow schedules jobs without a cluster: field there; "
+            "name one build cluster's alias 'default' or set require_default: false"
+        )
+    names = sorted(contexts)
+    current = "default" if "default" in contexts else (names[0] if names else None)
+    merged = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [clusters[n][1] for n in sorted(clusters)],
+        "users": [users[n][1] for n in sorted(users)],
+        "contexts": [contexts[n] for n in names],
+        "current-context": current,
+        "preferences": {},
+    }
+    return merged, owners
+
+
+def token_expiry(token):
+    """The ``exp`` of a JWT bearer token as an aware datetime, or None if it is not a JWT.
+
+    The signature is not checked: this only reads what the issuer promised, for
+    warnings and rotation decisions; the server (TokenReview) is the authority.
+    """
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        return datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc)
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
+        return None
+
+
+def summarize(config, owners=None, now=None, warn_within=None):
+    """Per-context facts safe to return: server, token fingerprint, expiry and status."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for ctx in config["contexts"]:
+        cluster, user = context_details(config, ctx["name"])
+        token = user.get("token")
+        expiry = token_expiry(token) if token else None
+        if token is None:
+            status = "no-token"
+        elif expiry is None:
+            status = "unknown-expiry"
+        elif expiry <= now:
+            status = "expired"
+        elif warn_within is not None and (expiry - now).total_seconds() <= warn_within:
+            status = "expiring"
+        else:
+            status = "valid"
+        item = {
+            "context": ctx["name"],
+            "server": cluster.get("server"),
+            "token_fingerprint": fingerprint(token),
+            "token_expiry": expiry.isoformat() if expiry else None,
+            "expires_in_seconds": int((expiry - now).total_seconds()) if expiry else None,
+            "status": status,
+        }
+        if owners:
+            item["source"] = owners.get(ctx["name"])
+        out.append(item)
+    return out
+
+
+def write_atomic(path, content, mode=0o600):
+    """Write ``content`` to ``path`` through a temp file in the same directory and a rename.
+
+    The file is created with ``mode`` from the start, so a secret is never readable by
+    others, not even for an instant. Readers (Prow's fsnotify watch) see the old or the
+    new content, never a partial file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".kubeconfig")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_file(path):
+    """Content and mode of an existing file, or (None, None)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(), os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        return None, None

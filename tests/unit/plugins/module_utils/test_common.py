@@ -1,0 +1,127 @@
+"""Unit tests for the shared helpers: durations, fingerprints, names, the retry helper."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import common
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("48h", 172800), ("1h30m", 5400), ("90s", 90), ("2d", 172800), ("600", 600), (600, 600), ("10m", 600)],
+)
+def test_parse_duration_accepts_go_style_and_seconds(text, seconds):
+    assert common.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "48hours", "1.5h", "-1h", "0s", "0", "1h 30m", "30m1h2", True])
+def test_parse_duration_rejects_everything_else(text):
+    with pytest.raises(ValueError, match="duration"):
+        common.parse_duration(text)
+
+
+def test_parse_duration_forgives_surrounding_blanks_and_case():
+    assert common.parse_duration(" 48H ") == 172800
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(172800, "48h"), (5400, "1h30m"), (61, "1m1s"), (0, "0s")])
+def test_format_duration_round_trips(seconds, text):
+    assert common.format_duration(seconds) == text
+    if seconds:
+        assert common.parse_duration(text) == seconds
+
+
+def test_fingerprint_is_stable_short_and_does_not_contain_the_secret():
+    secret = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
+    fp = common.fingerprint(secret)
+    assert fp == common.fingerprint(secret.encode())
+    assert fp.startswith("sha256:") and len(fp) == len("sha256:") + 16
+    assert "payload" not in fp
+    assert common.fingerprint(secret + "x") != fp
+    assert common.fingerprint(None) is None
+
+
+@pytest.mark.parametrize("name", ["test-pods", "a", "a1", "x" * 63])
+def test_valid_namespace_names(name):
+    assert common.dns_label_error(name, "namespace") is None
+
+
+@pytest.mark.parametrize("name", ["", "Test-Pods", "-a", "a-", "a_b", "a.b", "x" * 64])
+def test_invalid_namespace_names_say_what_is_wrong(name):
+    message = common.dns_label_error(name, "namespace")
+    assert message and "namespace" in message and "lowercase" in message
+
+
+def test_subdomain_names_allow_dots():
+    assert common.dns_subdomain_error("serviceaccount-cluster-admin-crb", "name") is None
+    assert common.dns_subdomain_error("a.b-c", "name") is None
+    assert "not a valid name" in common.dns_subdomain_error("A.b", "name")
+
+
+def test_api_error_message_names_resource_status_and_server_message():
+    err = ApiError("serviceaccounts/default/x", 403, "forbidden: cannot get", method="GET", reason="Forbidden")
+    assert str(err) == "GET serviceaccounts/default/x: HTTP 403 Forbidden: forbidden: cannot get"
+    assert not err.transient
+    assert ApiError("r", 503, "m").transient
+    assert ApiError("r", None, "connection refused").transient
+
+
+@pytest.fixture(name="no_sleep")
+def fixture_no_sleep(monkeypatch):
+    monkeypatch.setattr(common, "RETRY_INITIAL_WAIT", 0)
+    monkeypatch.setattr(common, "RETRY_MAX_WAIT", 0)
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_retry_retries_transient_errors_then_succeeds():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ApiError("r", 503, "unavailable")
+        return "ok"
+
+    assert common.call_with_retry(flaky) == "ok"
+    assert len(calls) == 3
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_retry_does_not_retry_permanent_errors():
+    calls = []
+
+    def forbidden():
+        calls.append(1)
+        raise ApiError("r", 403, "no")
+
+    with pytest.raises(ApiError) as info:
+        common.call_with_retry(forbidden)
+    assert info.value.status == 403 and len(calls) == 1
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_retry_is_bounded_and_reraises_the_last_error():
+    calls = []
+
+    def down():
+        calls.append(1)
+        raise ApiError("r", 500, f"attempt {len(calls)}")
+
+    with pytest.raises(ApiError, match="attempt 3"):
+        common.call_with_retry(down, attempts=3)
+    assert len(calls) == 3
+
+
+@pytest.mark.usefixtures("no_sleep")
+def test_retry_accepts_a_custom_decision():
+    calls = []
+
+    def conflict():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ApiError("policy", 409, "ABORTED")
+        return len(calls)
+
+    assert common.call_with_retry(conflict, retry_on=lambda e: e.status == 409) == 2
