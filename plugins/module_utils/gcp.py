@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The one way the collection talks to Google APIs: credentials, endpoints, requests, errors.
+
+Every GCP module goes through ``GcpSession``: one credentials path (Application Default
+Credentials, a service-account file or its contents, an access token, optionally
+impersonating a service account), one authorised HTTP session, base URLs that a single
+option (``api_endpoints`` / ``GCP_API_ENDPOINTS``) can redirect (the sandbox uses this),
+and one error shape (``common.ApiError``) with retries from ``common.call_with_retry``.
+
+The REST APIs are called directly rather than through the generated client libraries:
+the calls are few, the import cost per task is much lower, and the same code path serves
+every service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, require_tenacity
+
+try:
+    import google.auth
+    import google.auth.exceptions
+    from google.auth import impersonated_credentials
+    from google.auth.transport.requests import AuthorizedSession, Request
+    from google.oauth2 import credentials as oauth2_credentials
+    from google.oauth2 import service_account
+
+    HAS_GOOGLE_AUTH = True
+    GOOGLE_AUTH_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - reported through missing_required_lib
+    HAS_GOOGLE_AUTH = False
+    GOOGLE_AUTH_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    import requests
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover
+    HAS_REQUESTS = False
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+# Production base URLs; api_endpoints overrides any of them.
+DEFAULT_ENDPOINTS = {
+    "iam": "https://iam.googleapis.com",
+    "iamcredentials": "https://iamcredentials.googleapis.com",
+    "sts": "https://sts.googleapis.com",
+    "storage": "https://storage.googleapis.com",
+    "secretmanager": "https://secretmanager.googleapis.com",
+    "container": "https://container.googleapis.com",
+    "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
+    "oauth2": "https://oauth2.googleapis.com",
+}
+
+HTTP_TIMEOUT = 60
+
+GCP_AUTH_ARGSPEC = {
+    "project": {"type": "str", "fallback": (env_fallback, ["GCP_PROJECT"])},
+    "auth_kind": {
+        "type": "str",
+        "default": "application",
+        "choices": ["application", "serviceaccount", "accesstoken"],
+        "fallback": (env_fallback, ["GCP_AUTH_KIND"]),
+    },
+    "service_account_file": {"type": "path", "fallback": (env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])},
+    "service_account_contents": {
+        "type": "jsonarg",
+        "no_log": True,
+        "fallback": (env_fallback, ["GCP_SERVICE_ACCOUNT_CONTENTS"]),
+    },
+    "access_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["GCP_ACCESS_TOKEN"])},
+    "impersonate_service_account": {"type": "str", "fallback": (env_fallback, ["GCP_IMPERSONATE_SERVICE_ACCOUNT"])},
+    "scopes": {
+        "type": "list",
+        "elements": "str",
+        "default": [CLOUD_PLATFORM_SCOPE],
+        "fallback": (env_fallback, ["GCP_SCOPES"]),
+    },
+    "api_endpoints": {"type": "raw", "fallback": (env_fallback, ["GCP_API_ENDPOINTS"])},
+}
+
+GCP_AUTH_MUTUALLY_EXCLUSIVE = [("service_account_file", "service_account_contents", "access_token")]
+
+
+def resolve_endpoints(value):
+    """Base URLs per service: the defaults, overridden by a dict, a JSON object or a JSON file path."""
+    endpoints = dict(DEFAULT_ENDPOINTS)
+    if not value:
+        return endpoints
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{"):
+            try:
+                with open(os.path.expanduser(text), encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise ValueError(f"api_endpoints: cannot read {value}: {exc.strerror}") from None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError("api_endpoints: not a JSON object, nor the path of a file holding one") from None
+    if not isinstance(value, dict):
+        raise ValueError("api_endpoints: expected a mapping of service name to base URL")
+    unknown = sorted(set(value) - set(DEFAULT_ENDPOINTS))
+    if unknown:
+        raise ValueError(f"api_endpoints: unknown services {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_ENDPOINTS))}")
+    for service, url in value.items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"api_endpoints: {service}: {url!r} is not an http(s) URL")
+        endpoints[service] = url.rstrip("/")
+    return endpoints
+
+
+def error_from_response(response, resource):
+    """An ApiError from a Google error response (the modern shape and GCS's legacy one)."""
+    message, reason, body = response.text.strip()[:500] or response.reason, None, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        message = err.get("message") or message
+        reason = err.get("status")
+        if not reason and err.get("errors"):
+            reason = err["errors"][0].get("reason")
+    return ApiError(resource, response.status_code, message, method=response.request.method,
+                    url=response.request.url, reason=reason, body=body)
+
+
+class GcpSession:
+    """Authorised access to Google REST APIs for one module run."""
+
+    def __init__(self, module):
+        self.module = module
+        if not HAS_GOOGLE_AUTH:
+            module.fail_json(msg=missing_required_lib("google-auth"), exception=GOOGLE_AUTH_IMPORT_ERROR)
+        if not HAS_REQUESTS:
+            module.fail_json(msg=missing_required_lib("requests"))
+        require_tenacity(module)
+        params = module.params
+        try:
+            self.endpoints = resolve_endpoints(params.get("api_endpoints"))
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        self.project = params.get("project")
+        self._credentials = None
+        self._session = None
+
+    # -- credentials -------------------------------------------------------------
+    @property
+    def credentials(self):
+        if self._credentials is None:
+            self._credentials = self._load_credentials()
+        return self._credentials
+
+    def _load_credentials(self):
+        params = self.module.params
+        scopes = params.get("scopes") or [CLOUD_PLATFORM_SCOPE]
+        kind = params.get("auth_kind") or "application"
+        try:
+            if params.get("access_token") or kind == "accesstoken":
+                if not params.get("access_token"):
+                    self.module.fail_json(msg="auth_kind=accesstoken needs access_token (or GCP_ACCESS_TOKEN)")
+                creds = oauth2_credentials.Credentials(token=params["access_token"])
+            elif params.get("service_account_file") or params.get("service_account_contents") or kind == "serviceaccount":
+                if params.get("service_account_contents"):
+                    info = params["service_account_contents"]
+                    info = json.loads(info) if isinstance(info, str) else info
+                    creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
+                elif params.get("service_account_file"):
+                    creds = service_account.Credentials.from_service_account_file(params["service_account_file"], scopes=scopes)
+                else:
+                    self.module.fail_json(msg="auth_kind=serviceaccount needs service_account_file or service_account_contents")
+            else:
+                creds, default_project = google.auth.default(scopes=scopes)
+                self.project = self.project or default_project
+        except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError) as exc:
+            self.module.fail_json(msg=f"Google credentials: {exc}")
+        target = params.get("impersonate_service_account")
+        if target:
+            creds = impersonated_credentials.Credentials(
+                source_credentials=creds,
+                target_principal=target,
+                target_scopes=scopes,
+                iam_endpoint_override=(
+                    f"{self.endpoints['iamcredentials']}/v1/projects/-/serviceAccounts/{target}:generateAccessToken"
+                ),
+            )
+        return creds
+
+    def access_token(self):
+        """A valid bearer token of the caller (refreshed if needed), e.g. for a GKE apiserver."""
+        creds = self.credentials
+        if not creds.valid:
+            try:
+                creds.refresh(Request())
+            except google.auth.exceptions.RefreshError as exc:
+                self.module.fail_json(msg=f"Google credentials: cannot get an access token: {exc}")
+        return creds.token
+
+    @property
+    def session(self):
+        if self._session is None:
+            self._session = AuthorizedSession(self.credentials)
+        return self._session
+
+    # -- requests ----------------------------------------------------------------
+    def url(self, service, path):
+        return self.endpoints[service] + path
+
+    def request(self, method, service, path, resource=None, *, json_body=None, params=None, data=None,
+                headers=None, retry_on=None, allow_404=False):
+        """Call one API and return its parsed JSON (``{}`` for an empty body).
+
+        Raises ApiError; transient failures are retried first. With ``allow_404`` a missing
+        resource returns None instead, which is how modules read "actual state".
+        """
+        resource = resource or path
+        url = self.url(service, path)
+
+        def once():
+            try:
+                response = self.session.request(method, url, json=json_body, params=params, data=data,
+                                                headers=headers, timeout=HTTP_TIMEOUT)
+            except google.auth.exceptions.RefreshError as exc:
+                raise ApiError(resource, 401, f"cannot get an access token: {exc}", method=method, url=url) from None
+            except requests.RequestException as exc:
+                raise ApiError(resource, None, f"request failed: {exc}", method=method, url=url) from None
+            if allow_404 and response.status_code == 404:
+                return None
+            if response.status_code >= 400:
+                raise error_from_response(response, resource)
+            if not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError:
+                return {"_raw": response.content}
+
+        def transient(exc):
+            return isinstance(exc, ApiError) and (exc.transient or bool(retry_on and retry_on(exc)))
+
+        return call_with_retry(once, retry_on=transient)
+
+    def get(self, service, path, resource=None, **kwargs):
+        return self.request("GET", service, path, resource, allow_404=True, **kwargs)
+
+    def wait_gke_operation(self, operation, location_path, timeout, poll=2.0):
+        """Poll a GKE operation until DONE; raise ApiError on its error, TimeoutError on timeout."""
+        deadline = time.monotonic() + timeout
+        name = operation["name"]
+        while operation.get("status") != "DONE":
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"GKE operation {name} not done after {timeout}s (last status {operation.get('status')})")
+            time.sleep(poll)
+            operation = self.request("GET", "container", f"/v1/{location_path}/operations/{name}", f"operation {name}")
+        if operation.get("error"):
+            err = operation["error"]
+            raise ApiError(f"operation {name}", err.get("code"), err.get("message", "operation failed"), reason="OPERATION_FAILED")
+        return operation
