@@ -1,0 +1,192 @@
+"""``prow-sandbox``: build the launcher, start/stop the sandbox, show what runs.
+
+``up`` starts the ``prow`` and ``build`` clusters and the GCP fake (when
+``prow_sandbox.gcp.daemon`` exists) and writes ``<state>/env`` and
+``<state>/endpoints.json``; ``down`` stops every process of the state directory by PID and
+fails if any is left. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+
+from . import bench, build, kube
+
+SANDBOX_CLUSTERS = ("prow", "build")
+
+
+def _gcp_daemon() -> ModuleType | None:
+    """The GCP fake's daemon module, or None if this checkout does not have it.
+
+    Only a missing module is tolerated; an ImportError raised inside an existing module is
+    a bug and propagates.
+    """
+    if importlib.util.find_spec("prow_sandbox.gcp") is None:
+        return None
+    if importlib.util.find_spec("prow_sandbox.gcp.daemon") is None:
+        return None
+    return importlib.import_module("prow_sandbox.gcp.daemon")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Readers (a shell sourcing env, a test loading endpoints.json) never see half a file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_env(state: Path, clusters: dict[str, kube.Cluster], gcp: dict | None) -> None:
+    exports = {
+        "SANDBOX_DIR": str(state),
+        "PROW_KUBECONFIG": str(clusters["prow"].kubeconfig),
+        "BUILD_KUBECONFIG": str(clusters["build"].kubeconfig),
+    }
+    if gcp:
+        endpoints = state / "endpoints.json"
+        _write_atomic(endpoints, json.dumps(gcp["endpoints"], indent=2, sort_keys=True) + "\n")
+        exports |= {
+            "SANDBOX_GCP_PROJECT": gcp["project"],
+            "GOOGLE_APPLICATION_CREDENTIALS": str(gcp["credentials_file"]),
+            "GCP_API_ENDPOINTS": str(endpoints),
+        }
+    lines = ["# Written by `prow-sandbox up`; source it: . .sandbox/env"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
+    _write_atomic(state / "env", "\n".join(lines) + "\n")
+
+
+def cmd_up(state: Path) -> int:
+    """Start (or find running) the sandbox clusters and the GCP fake; write env files."""
+    build.ensure_binary()
+    # Two apiservers start faster side by side than one after the other on 2 cores
+    # (much of the start is waiting on post-start hooks, not CPU).
+    with ThreadPoolExecutor(len(SANDBOX_CLUSTERS)) as pool:
+        started = pool.map(lambda name: kube.start_cluster(name, state), SANDBOX_CLUSTERS)
+        clusters = {c.name: c for c in started}
+    for c in clusters.values():
+        print(f"cluster {c.name}: {c.server} pid {c.pid} kubeconfig {c.kubeconfig}")
+    daemon = _gcp_daemon()
+    gcp = None
+    if daemon is None:
+        print("GCP fake: prow_sandbox.gcp.daemon is not available; skipped "
+              "(env has no SANDBOX_GCP_PROJECT / GCP_API_ENDPOINTS)")
+    else:
+        gcp = daemon.start(state)
+        print(f"GCP fake: pid {gcp['pid']} project {gcp['project']}")
+    _write_env(state, clusters, gcp)
+    print(f"wrote {state / 'env'}; use it with: . {state / 'env'}")
+    return 0
+
+
+def _pid_running(pid_file: Path) -> int | None:
+    """PID from ``pid_file`` if that process exists and is not a zombie."""
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    # Field 3 of /proc/PID/stat is the state; it follows the ")" closing the command name.
+    return None if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid
+
+
+def cmd_down(state: Path) -> int:
+    """Stop the GCP fake and every cluster of the state directory; verify none is left."""
+    daemon = _gcp_daemon()
+    if daemon is not None:
+        daemon.stop(state)
+    for name in kube.cluster_names(state):
+        if kube.stop_cluster(name, state):
+            print(f"stopped cluster {name}")
+    left = [f"cluster {c.name} (pid {c.pid})" for c in kube.list_clusters(state)]
+    gcp_pid = _pid_running(state / "gcp" / "pid")
+    if gcp_pid:
+        left.append(f"GCP fake (pid {gcp_pid})")
+    if left:
+        print(f"prow-sandbox down: still running: {', '.join(left)}", file=sys.stderr)
+        return 1
+    # A stale env file would point the next shell at dead clusters.
+    for stale in ("env", "endpoints.json"):
+        (state / stale).unlink(missing_ok=True)
+    print("sandbox is down")
+    return 0
+
+
+def cmd_status(state: Path) -> int:
+    """Print every cluster of the state directory and the GCP fake; exit 0 either way."""
+    names = kube.cluster_names(state)
+    if not names:
+        print(f"no clusters in {state}")
+    for name in names:
+        cluster = kube.get_cluster(name, state)
+        if cluster is None:
+            print(f"cluster {name}: stopped")
+            continue
+        health = "ready" if kube.is_ready(cluster) else "NOT READY"
+        print(f"cluster {name}: {health} {cluster.server} pid {cluster.pid} "
+              f"kubeconfig {cluster.kubeconfig}")
+    gcp_pid = _pid_running(state / "gcp" / "pid")
+    print(f"GCP fake: running, pid {gcp_pid}" if gcp_pid else "GCP fake: not running")
+    env = state / "env"
+    print(f"env: {env}" if env.exists() else "env: not written")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prow-sandbox`` console script."""
+    parser = argparse.ArgumentParser(prog="prow-sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="state directory (default: $SANDBOX_DIR or <repo>/.sandbox)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build the kube-sandbox launcher if needed; print its path")
+    sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
+    sub.add_parser("down", help="stop everything in the state directory")
+    sub.add_parser("status", help="show what runs")
+    start = sub.add_parser("start-cluster", help="start one named cluster")
+    start.add_argument("name")
+    start.add_argument("--authn-webhook-url", help="token authentication webhook (http URL)")
+    stop = sub.add_parser("stop-cluster", help="stop one named cluster")
+    stop.add_argument("name")
+    bench_parser = sub.add_parser("bench-kube", help="time to /readyz and RSS per cluster")
+    bench_parser.add_argument("--clusters", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="prow-sandbox: %(message)s")
+    state = kube.default_state_dir() if args.state_dir is None else args.state_dir
+    state = state.resolve()
+    try:
+        if args.command == "build":
+            print(build.ensure_binary())
+            return 0
+        if args.command == "up":
+            return cmd_up(state)
+        if args.command == "down":
+            return cmd_down(state)
+        if args.command == "status":
+            return cmd_status(state)
+        if args.command == "start-cluster":
+            c = kube.start_cluster(args.name, state, authn_webhook_url=args.authn_webhook_url)
+            print(json.dumps({"name": c.name, "server": c.server, "pid": c.pid,
+                              "kubeconfig": str(c.kubeconfig), "ready_seconds": c.ready_seconds}))
+            return 0
+        if args.command == "stop-cluster":
+            print(f"stopped {args.name}" if kube.stop_cluster(args.name, state)
+                  else f"{args.name} was not running")
+            return 0
+        return bench.main(args.clusters)
+    except kube.ClusterStartError as exc:
+        print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"prow-sandbox {args.command}: {shlex.join(exc.cmd)} failed (exit {exc.returncode})",
+              file=sys.stderr)
+        return 1
