@@ -1,0 +1,636 @@
+"""GKE (container.googleapis.com v1): clusters, node pools and operations.
+
+Every created cluster is a real sandbox kube-apiserver (:func:`prow_sandbox.kube.start_cluster`)
+started in a background thread while the create operation runs, so polling loops really
+wait. Its ``endpoint`` (host:port, no scheme, as GKE returns it) and
+``masterAuth.clusterCaCertificate`` work with the kubernetes client, and it accepts Google
+access tokens issued by this fake: the apiserver asks :func:`token_review` (a TokenReview
+webhook), which maps project owners and ``roles/container.admin`` holders to
+``system:masters`` as GKE's IAM integration effectively does.
+
+Operations go PENDING -> RUNNING -> DONE over successive polls of ``operations.get`` (DONE
+only once the work, e.g. the apiserver start, has finished); a client that never polls sees
+them finish a second after the work did. A cluster runs one operation at a time: another
+mutating call meanwhile is 400 FAILED_PRECONDITION, as on GKE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ApiError, failed_precondition, invalid
+from .state import Principal, Project, now_rfc3339
+from .web import Ctx, Route
+
+if TYPE_CHECKING:
+    from prow_sandbox.kube import Cluster as KubeCluster
+
+    from .server import FakeGCP
+
+NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
+WORKLOAD_METADATA_MODES = {0: "MODE_UNSPECIFIED", 1: "GCE_METADATA", 2: "GKE_METADATA"}
+# A client that never polls still sees an operation finish this long after its work did.
+SETTLE_SECONDS = 1.0
+ACTIVITY = {
+    "CREATE_CLUSTER": "creating cluster",
+    "DELETE_CLUSTER": "deleting cluster",
+    "UPDATE_CLUSTER": "updating cluster",
+    "UPGRADE_NODES": "upgrading node pool in cluster",
+    "CREATE_NODE_POOL": "creating node pool in cluster",
+    "DELETE_NODE_POOL": "deleting node pool in cluster",
+}
+# Groups the token webhook gives per IAM role on the cluster's project; the non-admin ones
+# are bound to the built-in ClusterRoles when the cluster starts (see _bind_iam_groups).
+ADMIN_ROLES = {"roles/owner", "roles/container.admin", "roles/container.clusterAdmin"}
+GROUP_ROLES = {
+    "gke-iam:container.developer": ({"roles/editor", "roles/container.developer"}, "edit"),
+    "gke-iam:container.viewer": ({"roles/viewer", "roles/container.viewer",
+                                  "roles/container.clusterViewer"}, "view"),
+}
+
+
+def _kube_version() -> str:
+    from prow_sandbox import build  # imported lazily: only GKE needs the launcher's version
+    return build.kube_version().lstrip("v") + "-gke.100"
+
+
+@dataclass
+class NodePool:
+    name: str
+    config: dict[str, Any]
+    initial_node_count: int
+    management: dict[str, Any]
+    status: str = "PROVISIONING"
+
+
+@dataclass
+class GkeCluster:
+    project: Project
+    location: str
+    name: str
+    spec: dict[str, Any]
+    node_pools: dict[str, NodePool]
+    workload_pool: str | None
+    uid: str = field(default_factory=lambda: secrets.token_hex(16))
+    status: str = "PROVISIONING"
+    status_message: str = ""
+    created: str = field(default_factory=now_rfc3339)
+    kube: KubeCluster | None = None
+    # The apiserver's service-account token issuer and keys, for STS to verify KSA tokens.
+    issuer: str | None = None
+    jwks: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.project.project_id, self.location, self.name)
+
+    @property
+    def path(self) -> str:
+        return f"projects/{self.project.project_id}/locations/{self.location}/clusters/{self.name}"
+
+    @property
+    def kube_name(self) -> str:
+        # Unique per (project, location, name) and a DNS label of at most 40 characters.
+        digest = hashlib.sha1("/".join(self.key).encode()).hexdigest()[:6]
+        return f"gke-{digest}-{self.name}"[:40].rstrip("-")
+
+
+@dataclass
+class Operation:
+    name: str
+    op_type: str
+    cluster: GkeCluster
+    target: str  # targetLink path below the location
+    on_done: Callable[[], None]
+    on_fail: Callable[[str], None]
+    fail_message: str | None = None
+    status: str = "PENDING"
+    running_polls: int = 0
+    work_done_at: float | None = None
+    error: dict[str, Any] | None = None
+    start: str = field(default_factory=now_rfc3339)
+    end: str | None = None
+
+    def work_done(self, failure: str | None = None) -> None:
+        if failure and not self.fail_message:
+            self.fail_message = failure
+        self.work_done_at = time.monotonic()
+
+    def observe(self, running_polls_needed: int, *, poll: bool) -> None:
+        """Advance the operation as a poll (or any other look at the cluster) sees it."""
+        if self.status == "DONE":
+            return
+        if poll and self.status == "PENDING":
+            self.status = "RUNNING"
+            return
+        if poll:
+            self.running_polls += 1
+        if self.work_done_at is None:
+            return
+        settled = time.monotonic() - self.work_done_at > SETTLE_SECONDS
+        if self.running_polls >= max(1, running_polls_needed) or settled:
+            self.status = "DONE"
+            self.end = now_rfc3339()
+            if self.fail_message:
+                self.error = {"code": 13, "message": self.fail_message}
+                self.on_fail(self.fail_message)
+            else:
+                self.on_done()
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def node_pool_json(ctx: Ctx, c: GkeCluster, np: NodePool) -> dict[str, Any]:
+    version = _kube_version()
+    return {
+        "name": np.name,
+        "config": np.config,
+        "initialNodeCount": np.initial_node_count,
+        "management": np.management,
+        "status": np.status,
+        "selfLink": f"{ctx.base_url()}/v1/{c.path}/nodePools/{np.name}",
+        "version": version,
+        "locations": [c.location],
+        "podIpv4CidrSize": 24,
+        "upgradeSettings": {"maxSurge": 1, "strategy": "SURGE"},
+        "etag": hashlib.sha1(repr(np).encode()).hexdigest()[:16],
+    }
+
+
+def cluster_json(ctx: Ctx, c: GkeCluster) -> dict[str, Any]:
+    version = _kube_version()
+    pools = [node_pool_json(ctx, c, np) for np in c.node_pools.values()]
+    body: dict[str, Any] = {
+        "name": c.name,
+        "id": c.uid,
+        "nodePools": pools,
+        "network": "default",
+        "subnetwork": "default",
+        "clusterIpv4Cidr": "10.4.0.0/14",
+        "servicesIpv4Cidr": "10.8.0.0/20",
+        "selfLink": f"{ctx.base_url()}/v1/{c.path}",
+        "zone": c.location,
+        "location": c.location,
+        "locations": [c.location],
+        "createTime": c.created,
+        "status": c.status,
+        "initialClusterVersion": version,
+        "currentMasterVersion": version,
+        "currentNodeVersion": version,
+        "currentNodeCount": sum(np.initial_node_count for np in c.node_pools.values()),
+        "masterAuth": {},
+        "releaseChannel": c.spec.get("releaseChannel") or {"channel": "REGULAR"},
+        "etag": hashlib.sha1(f"{c.uid}{c.status}{c.workload_pool}".encode()).hexdigest()[:16],
+    }
+    if pools:
+        body["nodeConfig"] = pools[0]["config"]
+    if c.status_message:
+        body["statusMessage"] = c.status_message
+    if c.workload_pool:
+        body["workloadIdentityConfig"] = {"workloadPool": c.workload_pool}
+    if c.kube is not None:
+        body["endpoint"] = c.kube.server.removeprefix("https://")
+        body["masterAuth"] = {"clusterCaCertificate": c.kube.ca_data}
+    for key in ("description", "resourceLabels"):
+        if key in c.spec:
+            body[key] = c.spec[key]
+    return body
+
+
+def operation_json(ctx: Ctx, op: Operation) -> dict[str, Any]:
+    c = op.cluster
+    base = f"{ctx.base_url()}/v1/projects/{c.project.number}/locations/{c.location}"
+    body: dict[str, Any] = {
+        "name": op.name,
+        "zone": c.location,
+        "location": c.location,
+        "operationType": op.op_type,
+        "status": op.status,
+        "selfLink": f"{base}/operations/{op.name}",
+        "targetLink": f"{base}/{op.target}",
+        "startTime": op.start,
+    }
+    if op.end:
+        body["endTime"] = op.end
+    if op.error:
+        body["error"] = op.error
+        body["statusMessage"] = op.error["message"]
+    return body
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def _denied(permission: str, resource: str) -> ApiError:
+    return ApiError(403, f'Required "{permission}" permission(s) for "{resource}".',
+                    "PERMISSION_DENIED")
+
+
+def _project(ctx: Ctx, ref: str, permission: str) -> Project:
+    project = ctx.state.project(ref)
+    if project is None or not ctx.state.allowed(ctx.caller, permission, project.policy):
+        raise _denied(permission, f"projects/{ref}")
+    return project
+
+
+def _cluster(ctx: Ctx, project: str, location: str, cluster: str, permission: str) -> GkeCluster:
+    proj = _project(ctx, project, permission)
+    c = ctx.state.clusters.get((proj.project_id, location, cluster))
+    if c is not None:
+        _settle(ctx, c)
+        c = ctx.state.clusters.get((proj.project_id, location, cluster))  # a delete may finish
+    if c is None:
+        raise ApiError(404, f"Not found: projects/{project}/locations/{location}/clusters/"
+                            f"{cluster}.", "NOT_FOUND")
+    return c
+
+
+def _settle(ctx: Ctx, c: GkeCluster) -> None:
+    for op in list(ctx.state.operations.values()):
+        if op.cluster is c:
+            op.observe(ctx.state.config.gke_running_polls, poll=False)
+
+
+def _ensure_idle(ctx: Ctx, c: GkeCluster) -> None:
+    for op in ctx.state.operations.values():
+        if op.cluster is c and op.status != "DONE":
+            raise failed_precondition(
+                f"Operation {op.name} is currently {ACTIVITY[op.op_type]} {c.name}. "
+                "Please wait and try again once it is done.")
+
+
+def _new_operation(ctx: Ctx, c: GkeCluster, op_type: str, target: str,
+                   on_done: Callable[[], None],
+                   on_fail: Callable[[str], None] | None = None) -> Operation:
+    config = ctx.state.config
+    fail = None
+    if config.gke_fail_next_operations > 0:
+        config.gke_fail_next_operations -= 1
+        fail = "Injected failure (sandbox fault): the operation failed."
+    name = f"operation-{time.time_ns() // 1_000_000}-{secrets.token_hex(4)}"
+    op = Operation(name, op_type, c, target, on_done, on_fail or (lambda _msg: None), fail)
+    ctx.state.operations[name] = op
+    return op
+
+
+def _mode(value: Any) -> str:
+    """Enum fields arrive as numbers from GAPIC REST clients (enum-encoding=int)."""
+    if isinstance(value, int):
+        return WORKLOAD_METADATA_MODES.get(value, str(value))
+    return str(value)
+
+
+def _pool_from_spec(spec: dict[str, Any], workload_pool: str | None) -> NodePool:
+    name = spec.get("name", "")
+    if not NAME_RE.match(name):
+        raise invalid(f"Invalid value for field 'node_pool.name': '{name}'. Must be a match of "
+                      "regex '(?:[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?)'")
+    config = {"machineType": "e2-medium", "diskSizeGb": 100, "diskType": "pd-balanced",
+              "imageType": "COS_CONTAINERD", "serviceAccount": "default",
+              **(spec.get("config") or {})}
+    wmc = dict(config.get("workloadMetadataConfig") or {})
+    if "mode" in wmc:
+        wmc["mode"] = _mode(wmc["mode"])
+    elif workload_pool:
+        wmc["mode"] = "GKE_METADATA"  # GKE's default for pools of a WI-enabled cluster
+    if wmc.get("mode") == "GKE_METADATA" and not workload_pool:
+        raise invalid("Workload Identity must be enabled on the cluster to use the "
+                      "GKE_METADATA workload metadata mode.")
+    if wmc:
+        config["workloadMetadataConfig"] = wmc
+    management = {"autoUpgrade": True, "autoRepair": True, **(spec.get("management") or {})}
+    return NodePool(name, config, int(spec.get("initialNodeCount") or 3), management)
+
+
+def _check_workload_pool(project: Project, config: dict[str, Any] | None) -> str | None:
+    pool = (config or {}).get("workloadPool") or None
+    if pool is not None and pool != f"{project.project_id}.svc.id.goog":
+        raise invalid(f"Invalid value for field 'workload_identity_config.workload_pool': "
+                      f"'{pool}'. The workload pool must be '{project.project_id}.svc.id.goog'.")
+    return pool
+
+
+# ---------------------------------------------------------------- clusters
+
+
+def create_cluster(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
+    proj = _project(ctx, project, "container.clusters.create")
+    spec = dict(ctx.body().get("cluster") or {})
+    name = spec.get("name", "")
+    if not NAME_RE.match(name):
+        raise invalid(f"Invalid value for field 'cluster.name': '{name}'. Must be a match of "
+                      "regex '(?:[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?)'")
+    if (proj.project_id, location, name) in ctx.state.clusters:
+        raise ApiError(409, f"Already exists: projects/{proj.project_id}/locations/{location}/"
+                            f"clusters/{name}.", "ALREADY_EXISTS")
+    workload_pool = _check_workload_pool(proj, spec.get("workloadIdentityConfig"))
+    pool_specs = spec.pop("nodePools", None) or []
+    if pool_specs and spec.get("initialNodeCount"):
+        raise invalid("Cluster.initial_node_count cannot be specified together with node_pools.")
+    if not pool_specs:
+        pool_specs = [{"name": "default-pool", "initialNodeCount": spec.get("initialNodeCount") or 3,
+                       "config": spec.get("nodeConfig") or {}}]
+    pools = [_pool_from_spec(p, workload_pool) for p in pool_specs]
+    if len({p.name for p in pools}) != len(pools):
+        raise invalid("Node pool names must be unique.")
+    c = GkeCluster(proj, location, name, spec, {p.name: p for p in pools}, workload_pool)
+    ctx.state.clusters[c.key] = c
+
+    def done() -> None:
+        c.status = "RUNNING"
+        for np in c.node_pools.values():
+            np.status = "RUNNING"
+        if c.workload_pool:
+            # The project's identity pool comes into being with its first WI cluster.
+            ctx.state.identity_pools.add(c.workload_pool)
+
+    def failed(message: str) -> None:
+        c.status = "ERROR"
+        c.status_message = message
+        for np in c.node_pools.values():
+            np.status = "ERROR"
+
+    op = _new_operation(ctx, c, "CREATE_CLUSTER", f"clusters/{name}", done, failed)
+    if op.fail_message:
+        op.work_done()
+    else:
+        fake = ctx.fake
+        threading.Thread(target=_provision, args=(fake, c, op), name=f"gke-create-{name}",
+                         daemon=True).start()
+    return operation_json(ctx, op)
+
+
+def _provision(fake: FakeGCP, c: GkeCluster, op: Operation) -> None:
+    """Background work of a cluster create: start the apiserver, learn its token keys."""
+    failure = None
+    try:
+        kube = fake.start_kube(c.kube_name, f"{fake.base_url}/_gke/tokenreview/{c.uid}")
+        issuer, jwks = _oidc(kube)
+        _bind_iam_groups(kube)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the operation's error
+        failure = f"Failed to start the cluster's kube-apiserver: {exc}"
+    with fake.state.lock:
+        if failure is None:
+            c.kube, c.issuer, c.jwks = kube, issuer, jwks
+        op.work_done(failure)
+
+
+def _api_client(kube: KubeCluster):  # type: ignore[no-untyped-def]
+    from kubernetes import config as kube_config  # heavy import, GKE only
+    return kube_config.new_client_from_config(config_file=str(kube.kubeconfig))
+
+
+def _oidc(kube: KubeCluster) -> tuple[str, dict[str, Any]]:
+    """The apiserver's service-account issuer and signing keys, read the way an OIDC
+    relying party (like Google's STS) reads them: discovery document, then JWKS."""
+    with _api_client(kube) as api:
+        discovery = api.call_api("/.well-known/openid-configuration", "GET",
+                                 auth_settings=["BearerToken"], response_type="object",
+                                 _return_http_data_only=True)
+        jwks = api.call_api("/openid/v1/jwks", "GET", auth_settings=["BearerToken"],
+                            response_type="object", _return_http_data_only=True)
+    return discovery["issuer"], jwks
+
+
+def _bind_iam_groups(kube: KubeCluster) -> None:
+    from kubernetes import client
+    with _api_client(kube) as api:
+        rbac = client.RbacAuthorizationV1Api(api)
+        for group, (_, cluster_role) in GROUP_ROLES.items():
+            rbac.create_cluster_role_binding({
+                "metadata": {"name": group.replace(":", "-").replace(".", "-")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": cluster_role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": group}],
+            })
+
+
+def get_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
+    return cluster_json(ctx, _cluster(ctx, project, location, cluster, "container.clusters.get"))
+
+
+def list_clusters(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
+    proj = _project(ctx, project, "container.clusters.list")
+    found = []
+    for c in list(ctx.state.clusters.values()):
+        if c.project is proj and location in ("-", c.location):
+            _settle(ctx, c)
+            if c.key in ctx.state.clusters:
+                found.append(cluster_json(ctx, c))
+    return {"clusters": found} if found else {}
+
+
+def delete_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.delete")
+    _ensure_idle(ctx, c)
+    c.status = "STOPPING"
+
+    def done() -> None:
+        ctx.state.clusters.pop(c.key, None)
+
+    op = _new_operation(ctx, c, "DELETE_CLUSTER", f"clusters/{c.name}", done)
+    fake = ctx.fake
+
+    def stop() -> None:
+        failure = None
+        try:
+            if c.kube is not None:
+                fake.stop_kube(c.kube_name)
+        except Exception as exc:  # noqa: BLE001
+            failure = f"Failed to stop the cluster's kube-apiserver: {exc}"
+        with fake.state.lock:
+            op.work_done(failure)
+
+    threading.Thread(target=stop, name=f"gke-delete-{c.name}", daemon=True).start()
+    return operation_json(ctx, op)
+
+
+def update_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.update")
+    update = dict(ctx.body().get("update") or {})
+    if not update:
+        raise invalid("Must specify a field to update.")
+    if set(update) != {"desiredWorkloadIdentityConfig"}:
+        raise invalid(f"Cluster update {sorted(update)} is not implemented by the sandbox fake; "
+                      "it supports desiredWorkloadIdentityConfig.")
+    pool = _check_workload_pool(c.project, update["desiredWorkloadIdentityConfig"])
+    _ensure_idle(ctx, c)
+    c.status = "RECONCILING"
+
+    def done() -> None:
+        c.status = "RUNNING"
+        c.workload_pool = pool
+        if pool:
+            ctx.state.identity_pools.add(pool)
+
+    def failed(_message: str) -> None:
+        c.status = "RUNNING"
+
+    op = _new_operation(ctx, c, "UPDATE_CLUSTER", f"clusters/{c.name}", done, failed)
+    op.work_done()
+    return operation_json(ctx, op)
+
+
+# ---------------------------------------------------------------- node pools
+
+
+def _pool(c: GkeCluster, name: str) -> NodePool:
+    np = c.node_pools.get(name)
+    if np is None:
+        raise ApiError(404, f"Not found: {c.path}/nodePools/{name}.", "NOT_FOUND")
+    return np
+
+
+def list_pools(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.get")
+    pools = [node_pool_json(ctx, c, np) for np in c.node_pools.values()]
+    return {"nodePools": pools} if pools else {}
+
+
+def get_pool(ctx: Ctx, project: str, location: str, cluster: str, pool: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.get")
+    return node_pool_json(ctx, c, _pool(c, pool))
+
+
+def create_pool(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.update")
+    np = _pool_from_spec(dict(ctx.body().get("nodePool") or {}), c.workload_pool)
+    if np.name in c.node_pools:
+        raise ApiError(409, f"Already exists: {c.path}/nodePools/{np.name}.", "ALREADY_EXISTS")
+    _ensure_idle(ctx, c)
+    c.node_pools[np.name] = np
+
+    def done() -> None:
+        np.status = "RUNNING"
+
+    def failed(_message: str) -> None:
+        np.status = "ERROR"
+
+    op = _new_operation(ctx, c, "CREATE_NODE_POOL", f"clusters/{c.name}/nodePools/{np.name}",
+                        done, failed)
+    op.work_done()
+    return operation_json(ctx, op)
+
+
+def update_pool(ctx: Ctx, project: str, location: str, cluster: str, pool: str) -> dict[str, Any]:
+    """The node pool update call; the fake implements workloadMetadataConfig changes."""
+    c = _cluster(ctx, project, location, cluster, "container.clusters.update")
+    np = _pool(c, pool)
+    body = ctx.body()
+    wmc = body.get("workloadMetadataConfig")
+    if not wmc:
+        raise invalid("The sandbox fake implements node pool updates of "
+                      "workloadMetadataConfig only.")
+    mode = _mode(wmc.get("mode", 0))
+    if mode not in ("GCE_METADATA", "GKE_METADATA"):
+        raise invalid(f"Invalid workload metadata mode: {mode}.")
+    # The cluster's running operation (e.g. enabling Workload Identity) is checked first.
+    _ensure_idle(ctx, c)
+    if mode == "GKE_METADATA" and not c.workload_pool:
+        raise invalid("Workload Identity must be enabled on the cluster to use the "
+                      "GKE_METADATA workload metadata mode.")
+    np.status = "RECONCILING"
+
+    def done() -> None:
+        np.status = "RUNNING"
+        np.config["workloadMetadataConfig"] = {"mode": mode}
+
+    def failed(_message: str) -> None:
+        np.status = "RUNNING"
+
+    op = _new_operation(ctx, c, "UPGRADE_NODES", f"clusters/{c.name}/nodePools/{np.name}",
+                        done, failed)
+    op.work_done()
+    return operation_json(ctx, op)
+
+
+def delete_pool(ctx: Ctx, project: str, location: str, cluster: str, pool: str) -> dict[str, Any]:
+    c = _cluster(ctx, project, location, cluster, "container.clusters.update")
+    np = _pool(c, pool)
+    _ensure_idle(ctx, c)
+    np.status = "STOPPING"
+
+    def done() -> None:
+        c.node_pools.pop(np.name, None)
+
+    op = _new_operation(ctx, c, "DELETE_NODE_POOL", f"clusters/{c.name}/nodePools/{np.name}",
+                        done)
+    op.work_done()
+    return operation_json(ctx, op)
+
+
+# ---------------------------------------------------------------- operations
+
+
+def get_operation(ctx: Ctx, project: str, location: str, operation: str) -> dict[str, Any]:
+    proj = _project(ctx, project, "container.operations.get")
+    op = ctx.state.operations.get(operation)
+    if op is None or op.cluster.project is not proj or location not in ("-", op.cluster.location):
+        raise ApiError(404, f"Not found: operation {operation}.", "NOT_FOUND")
+    op.observe(ctx.state.config.gke_running_polls, poll=True)
+    return operation_json(ctx, op)
+
+
+def list_operations(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
+    proj = _project(ctx, project, "container.operations.list")
+    ops = [operation_json(ctx, op) for op in ctx.state.operations.values()
+           if op.cluster.project is proj and location in ("-", op.cluster.location)]
+    return {"operations": ops} if ops else {}
+
+
+# ---------------------------------------------------------------- token webhook
+
+
+def token_review(fake: FakeGCP, cluster_uid: str, review: dict[str, Any]) -> dict[str, Any]:
+    """TokenReview webhook of a GKE cluster's apiserver: who owns this Google token?"""
+    from . import auth  # avoids an import cycle at module load
+
+    token = ((review.get("spec") or {}).get("token")) or ""
+    status: dict[str, Any] = {"authenticated": False}
+    with fake.state.lock:
+        cluster = next((c for c in fake.state.clusters.values() if c.uid == cluster_uid), None)
+        principal: Principal | None = None
+        try:
+            principal, _ = auth.authenticate(fake.state, f"Bearer {token}")
+        except ApiError:
+            status["error"] = "invalid or expired Google access token"
+        if cluster is not None and principal is not None and not principal.federated:
+            roles = fake.state.project_roles(principal, cluster.project)
+            # The apiserver adds system:authenticated itself.
+            groups = ["system:masters"] if roles & ADMIN_ROLES else []
+            groups += [g for g, (granting, _) in GROUP_ROLES.items() if roles & granting]
+            status = {"authenticated": True,
+                      "user": {"username": principal.email, "uid": principal.email,
+                               "groups": groups}}
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status}
+
+
+_L = "/v1/projects/<project>/locations/<location>"
+_C = _L + "/clusters/<cluster>"
+_Z = "/v1/projects/<project>/zones/<location>"  # legacy zonal paths, reads only
+ROUTES = [
+    Route("container", _L + "/clusters", ("POST",), create_cluster),
+    Route("container", _L + "/clusters", ("GET",), list_clusters),
+    Route("container", _C, ("GET",), get_cluster),
+    Route("container", _C, ("PUT",), update_cluster),
+    Route("container", _C, ("DELETE",), delete_cluster),
+    Route("container", _C + "/nodePools", ("GET",), list_pools),
+    Route("container", _C + "/nodePools", ("POST",), create_pool),
+    Route("container", _C + "/nodePools/<pool>", ("GET",), get_pool),
+    Route("container", _C + "/nodePools/<pool>", ("PUT",), update_pool),
+    Route("container", _C + "/nodePools/<pool>", ("DELETE",), delete_pool),
+    Route("container", _L + "/operations/<operation>", ("GET",), get_operation),
+    Route("container", _L + "/operations", ("GET",), list_operations),
+    Route("container", _Z + "/clusters", ("GET",), list_clusters),
+    Route("container", _Z + "/clusters/<cluster>", ("GET",), get_cluster),
+    Route("container", _Z + "/operations/<operation>", ("GET",), get_operation),
+]

@@ -1,0 +1,116 @@
+"""Fault injection and the request log, as clients and tests observe them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from google.api_core import exceptions
+
+from prow_sandbox.gcp import daemon
+
+
+def test_503_once_is_retried_by_the_client(gcp):
+    client = gcp.secretmanager()
+    secret = client.create_secret(parent=f"projects/{gcp.prow_project}",
+                                  secret_id=gcp.unique("retry"),
+                                  secret={"replication": {"automatic": {}}})
+    client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig"})
+    gcp.inject(status=503, method="GET", path=r"/versions/latest:access$", times=1)
+    mark = gcp.mark()
+    # access_secret_version's default retry covers UNAVAILABLE.
+    latest = client.access_secret_version(name=f"{secret.name}/versions/latest")
+    assert latest.payload.data == b"kubeconfig"
+    statuses = [e["status"] for e in gcp.fake.requests(since=mark, service="secretmanager")]
+    assert statuses == [503, 200]
+
+
+def test_429_surfaces_as_too_many_requests(gcp, operator):
+    gcp.inject(status=429, path=r"/serviceAccounts$", service="iam", times=2)
+    url = gcp.url("iam", f"/v1/projects/{gcp.build_project}/serviceAccounts")
+    first, second, third = (operator.get(url) for _ in range(3))
+    assert (first.status_code, second.status_code, third.status_code) == (429, 429, 200)
+    assert first.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    gcp.inject(status=429, service="storage", path=r"/b/whatever-bucket$")
+    with pytest.raises(exceptions.TooManyRequests) as info:
+        gcp.storage().get_bucket("whatever-bucket", retry=None)  # storage retries 429 by default
+    assert info.value.errors[0]["reason"] == "rateLimitExceeded"
+
+
+def test_errors_at_a_rate(gcp, operator):
+    gcp.inject(status=500, service="cloudresourcemanager", rate=0.5, times=None)
+    url = gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.build_project}")
+    statuses = [operator.get(url).status_code for _ in range(40)]
+    assert 5 < statuses.count(500) < 35 and statuses.count(200) + statuses.count(500) == 40
+
+
+def test_added_latency(gcp, operator):
+    gcp.inject(kind="latency", delay=0.3, service="cloudresourcemanager", times=1)
+    url = gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.build_project}")
+    started = time.monotonic()
+    assert operator.get(url).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_request_log_counts_writes(gcp, operator):
+    url = gcp.url("iam", f"/v1/projects/{gcp.build_project}/serviceAccounts")
+    created = operator.post(url, json={"accountId": gcp.unique("counted")}).json()
+    operator.post(f"{url}/{created['email']}:getIamPolicy")  # a POST that is a read
+    operator.get(f"{url}/{created['email']}")
+    writes = gcp.requests(service="iam", writes_only=True)
+    assert [(e["method"], e["status"]) for e in writes] == [("POST", 200)]
+    entry = writes[0]
+    assert entry["principal"].startswith("serviceAccount:sandbox-operator@")
+    assert set(entry) >= {"time", "method", "path", "principal", "status", "service"}
+    # The same entries are appended to <state_dir>/gcp/requests.jsonl.
+    lines = (gcp.fake.gcp_dir / "requests.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["path"].endswith(f"/{created['email']}")
+
+
+def test_admin_http_api(gcp):
+    base = gcp.fake.base_url
+    fault = requests.post(f"{base}/_fake/faults", timeout=5,
+                          json={"status": 503, "service": "storage", "times": 3}).json()
+    assert requests.get(f"{base}/_fake/faults", timeout=5).json()["faults"][0]["id"] == fault["id"]
+    assert requests.delete(f"{base}/_fake/faults/{fault['id']}", timeout=5).status_code == 200
+    assert requests.get(f"{base}/_fake/faults", timeout=5).json()["faults"] == []
+    config = requests.post(f"{base}/_fake/config", json={"gke_running_polls": 2}, timeout=5).json()
+    assert config["gke_running_polls"] == 2
+    log = requests.get(f"{base}/_fake/requests", params={"since": gcp.start_mark}, timeout=5).json()
+    assert log["requests"] == [] and log["mark"] == gcp.start_mark  # admin calls are not logged
+    assert requests.post(f"{base}/_fake/faults", json={"kind": "bogus"}, timeout=5).status_code == 400
+
+
+def test_daemon_start_is_idempotent_and_stop_ends_it(tmp_path):
+    info = daemon.start(tmp_path)
+    try:
+        assert daemon.start(tmp_path)["pid"] == info["pid"]
+        assert json.loads(info["endpoints_file"].read_text()) == info["endpoints"]
+        assert set(info["endpoints"]) == {"iam", "iamcredentials", "sts", "storage",
+                                          "secretmanager", "container",
+                                          "cloudresourcemanager", "oauth2"}
+        assert info["credentials_file"].is_file()
+        assert (tmp_path / "gcp" / "pid").read_text().strip() == str(info["pid"])
+        health = requests.get(info["endpoints"]["oauth2"].rsplit("/", 1)[0] + "/_fake/health",
+                              timeout=5)
+        assert health.json()["project"] == "prow-sandbox-build"
+    finally:
+        assert daemon.stop(tmp_path)
+    assert not daemon.stop(tmp_path)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(info["base_url"] + "/_fake/health", timeout=2)
+
+
+def test_latency_applies_once_per_request(gcp, operator):
+    # times=N delays the next N requests, not one request N times.
+    gcp.inject(kind="latency", delay=0.2, service="cloudresourcemanager", times=2)
+    url = gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.build_project}")
+    durations = []
+    for _ in range(3):
+        started = time.monotonic()
+        operator.get(url)
+        durations.append(time.monotonic() - started)
+    assert durations[0] >= 0.2 and durations[1] >= 0.2 and durations[0] < 0.4
+    assert durations[2] < 0.2
