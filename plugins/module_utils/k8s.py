@@ -71,6 +71,7 @@ class K8sClient:
         self.api_client = api_client
         self.configuration = api_client.configuration
         self.gke_cluster = gke_cluster  # the GKE API's cluster resource, when connected with gke:
+        self._version = None
 
     @property
     def server(self):
@@ -137,6 +138,33 @@ class K8sClient:
         )
         status = review.get("status") or {}
         return bool(status.get("allowed")), status.get("reason") or status.get("evaluationError") or ""
+
+    def token_review(self, token):
+        """Ask this API server whether ``token`` authenticates: the TokenReview ``status``.
+
+        The server is the authority on its own tokens: a token of another cluster (another
+        issuer or signing key), a revoked one (its ServiceAccount was deleted) or an expired
+        one comes back ``authenticated: false`` with an ``error``. TokenReviews are not
+        persisted, so this is a read in effect.
+        """
+        review = self.request(
+            "POST", "/apis/authentication.k8s.io/v1/tokenreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+            resource="tokenreviews",
+        )
+        return review.get("status") or {}
+
+    def merge_patch(self, path, body, **kwargs):
+        """JSON merge patch (RFC 7386): maps merge, lists and scalars are replaced whole."""
+        return self.request("PATCH", path, body, content_type="application/merge-patch+json", **kwargs)
+
+    def is_gke(self):
+        """Whether the server is a GKE control plane: connected with gke:, or a ``-gke.`` version."""
+        if self.gke_cluster:
+            return True
+        if self._version is None:
+            self._version = self.request("GET", "/version", resource="version")
+        return "-gke." in (self._version.get("gitVersion") or "")
 
 
 def error_from_exception(exc, method, resource):

@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 try:
     import yaml
@@ -224,3 +225,94 @@ def read_file(path):
             return handle.read(), os.stat(path).st_mode & 0o777
     except FileNotFoundError:
         return None, None
+
+
+def parse_timestamp(value):
+    """An RFC 3339 timestamp as the API server writes it (``2026-11-25T12:00:00Z``) as an aware datetime."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def normal_server(url):
+    """A server URL reduced to what identifies the endpoint: lower-case host, explicit port, no trailing slash."""
+    parts = urlsplit((url or "").strip())
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}"
+
+
+def normal_ca(ca_data):
+    """The CA bundle's bytes with whitespace dropped, so re-encoded or re-wrapped PEM compares equal."""
+    try:
+        return b"".join(base64.b64decode(ca_data or "", validate=False).split())
+    except (binascii.Error, ValueError):
+        return None
+
+
+def credential(config, alias):
+    """(server, ca_data, token) of context ``alias``, or None if the kubeconfig has no such context."""
+    if alias not in _by_name(config.get("contexts")):
+        return None
+    cluster, user = context_details(config, alias)
+    return cluster.get("server"), cluster.get("certificate-authority-data"), user.get("token")
+
+
+def stale_reason(config, alias, server, ca_data, now, rotate_before):
+    """Why the token of context ``alias`` cannot be kept, judged without calling any API; None if it may be.
+
+    ``server`` and ``ca_data`` are those of the cluster the token is for; a kubeconfig that
+    points elsewhere, or trusts another CA, belongs to another cluster. The server still
+    has the last word (TokenReview): a token that passes here may have been revoked.
+    """
+    if config is None:
+        return "no current kubeconfig"
+    found = credential(config, alias)
+    if found is None:
+        return f"the current kubeconfig has no context {alias!r}"
+    current_server, current_ca, token = found
+    if not token:
+        return f"context {alias!r} has no token"
+    if normal_server(current_server) != normal_server(server):
+        return f"context {alias!r} points at {current_server}, not {server}"
+    if normal_ca(current_ca) != normal_ca(ca_data):
+        return f"context {alias!r} trusts another CA than the cluster's"
+    expiry = token_expiry(token)
+    if expiry is None:
+        return "the token's expiry is unknown (not a JWT)"
+    left = (expiry - now).total_seconds()
+    if left <= 0:
+        return f"the token expired at {expiry.isoformat()}"
+    if left <= rotate_before:
+        return f"the token expires at {expiry.isoformat()}, within rotate_before"
+    return None
+
+
+def review_reason(status, expected_user):
+    """Why a TokenReview ``status`` rules the token out, or None if it authenticates as ``expected_user``."""
+    if not status.get("authenticated"):
+        return f"the API server rejects the token: {status.get('error') or 'not authenticated'}"
+    username = (status.get("user") or {}).get("username")
+    if username != expected_user:
+        return f"the token authenticates as {username}, not {expected_user}"
+    return None
+
+
+def split(config):
+    """One kubeconfig per context of ``config``, each with its own cluster and user: ``{context: kubeconfig}``.
+
+    This is the shape of a --kubeconfig-dir directory: one file per build cluster.
+    """
+    clusters, users = _by_name(config.get("clusters")), _by_name(config.get("users"))
+    out = {}
+    for ctx in config["contexts"]:
+        body = ctx.get("context") or {}
+        single = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [clusters[body["cluster"]]],
+            "users": [users[body["user"]]] if body.get("user") in users else [],
+            "contexts": [ctx],
+            "current-context": ctx["name"],
+            "preferences": {},
+        }
+        out[ctx["name"]] = single
+    return out

@@ -10,12 +10,14 @@ module: composite_kubeconfig
 short_description: Merge build-cluster kubeconfigs into the composite that Prow components load
 version_added: 0.1.0
 description:
-  - Merges kubeconfigs (files or inline content) into one composite kubeconfig, the file Prow
-    components load with C(--kubeconfig) or through C(KUBECONFIG).
+  - Merges kubeconfigs (files, inline content or Google Secret Manager secrets) into what Prow components load.
   - Every context name must be unique across the members, as Prow's C(--kubeconfig-dir) requires;
     a duplicate is an error before anything is written.
-  - The output is deterministic (entries sorted by name) and written atomically with mode C(0600),
-    only when its content changes.
+  - Two outputs. O(dest) is one composite file for C(--kubeconfig) or C(KUBECONFIG), deterministic (entries
+    sorted by name) and written atomically with mode C(0600). O(kubernetes_secret) is a Secret in the Prow
+    cluster with one key per context, each a kubeconfig of its own, for a volume Prow reads with
+    C(--kubeconfig-dir).
+  - Either output is written only when its content differs.
   - Reports each member's context, server and token expiry, and warns about tokens that are expired
     or expire within O(warn_before).
 author:
@@ -23,13 +25,14 @@ author:
 options:
   members:
     description:
-      - The kubeconfigs to merge. Each item gives exactly one of O(members[].path) or O(members[].content).
+      - The kubeconfigs to merge. Each item gives exactly one of O(members[].path), O(members[].content) or
+        O(members[].secret).
     type: list
     elements: dict
     required: true
     suboptions:
       name:
-        description: A label for messages; defaults to the path, or C(members[N]).
+        description: A label for messages; defaults to the path or secret, or C(members[N]).
         type: str
       path:
         description: Path of a kubeconfig file on the controller.
@@ -37,10 +40,38 @@ options:
       content:
         description: Kubeconfig content, YAML text or a mapping. Never logged.
         type: raw
+      secret:
+        description:
+          - A Google Secret Manager secret holding a kubeconfig, C(projects/PROJECT/secrets/SECRET), optionally
+            with C(/versions/VERSION) (default C(latest)), as gencred stored them. Read with the Google
+            credentials options.
+        type: str
   dest:
-    description: Path of the composite kubeconfig to write, with mode C(0600).
+    description:
+      - Path of the composite kubeconfig to write, with mode C(0600).
+      - Exactly one of O(dest) and O(kubernetes_secret) is required.
     type: path
-    required: true
+  kubernetes_secret:
+    description:
+      - Write the result as a Secret in the Prow cluster (reached with the connection options), one key per
+        context named C(<context><key_suffix>), each holding a kubeconfig with that one context.
+      - The module owns the Secret's data; keys that are not a member's context are removed.
+      - Mount it without C(subPath), or Prow never sees a rotated token.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the Secret.
+        type: str
+        required: true
+      namespace:
+        description: Namespace of the Secret; it must exist.
+        type: str
+        default: default
+      key_suffix:
+        description:
+          - Appended to every key, to match Prow's C(--kubeconfig-suffix) (for example C(.yaml)).
+        type: str
+        default: ''
   require_default:
     description:
       - Fail unless some member has a context named C(default), where Prow schedules jobs that name
@@ -54,14 +85,21 @@ options:
     default: 12h
   return_content:
     description:
-      - Return the composite kubeconfig in RV(kubeconfig). Its tokens are masked in Ansible output,
-        but the value is available to later tasks. Off by default so that secrets stay on disk.
+      - Return the composite kubeconfig in RV(kubeconfig), for later tasks. Off by default so that secrets stay
+        where they are written.
+      - The task must set C(no_log=true), which hides the whole result from output and logs but not from
+        C(register); Ansible cannot hide one return value alone, so the module refuses to run otherwise.
     type: bool
     default: false
 extends_documentation_fragment:
   - prow.build_cluster.attributes
+  - prow.build_cluster.attributes.K8S
+  - prow.build_cluster.k8s_auth
+  - prow.build_cluster.gcp_auth
 notes:
   - Diffs show the context names, servers and token fingerprints, never a token.
+  - The connection options are used only with O(kubernetes_secret); the Google credentials options only with
+    O(members[].secret) (or O(gke)).
 """
 
 EXAMPLES = r"""
@@ -71,21 +109,47 @@ EXAMPLES = r"""
       - path: /etc/kubeconfigs/prow-services.yaml
       - path: "{{ playbook_dir }}/out/build-team-a.kubeconfig"
     dest: /etc/prow/kubeconfig
-    require_default: false
   register: composite
 
 - name: Show what Prow will load
   ansible.builtin.debug:
     msg: "{{ composite.contexts | map(attribute='context') | list }}"
+
+- name: Gather gencred-style secrets into the Secret Prow reads with --kubeconfig-dir
+  prow.build_cluster.composite_kubeconfig:
+    members:
+      - secret: projects/my-prow-project/secrets/prow_build_cluster_kubeconfig_default
+      - secret: projects/my-prow-project/secrets/prow_build_cluster_kubeconfig_build-myteam
+    require_default: true
+    kubeconfig: ~/.kube/config
+    context: prow-service-cluster
+    kubernetes_secret:
+      name: kubeconfigs
+      namespace: prow
 """
 
 RETURN = r"""
 dest:
   description: Path of the composite kubeconfig.
-  returned: always
+  returned: when O(dest) is set
   type: str
+kubernetes_secret:
+  description: The Secret written with O(kubernetes_secret).
+  returned: when O(kubernetes_secret) is set
+  type: dict
+  contains:
+    name:
+      description: Name.
+      type: str
+    namespace:
+      description: Namespace.
+      type: str
+    keys:
+      description: Its keys, one per context.
+      type: list
+      elements: str
 fingerprint:
-  description: Fingerprint of the composite's content.
+  description: Fingerprint of the output's content (the file, or the Secret's keys and values).
   returned: always
   type: str
   sample: sha256:0f4c1a2b3c4d5e6f
@@ -100,6 +164,9 @@ contexts:
       type: str
     source:
       description: The member it came from.
+      type: str
+    key:
+      description: Its key in the Secret, with O(kubernetes_secret).
       type: str
     server:
       description: API server URL.
@@ -117,48 +184,107 @@ contexts:
       description: One of C(valid), C(expiring), C(expired), C(no-token), C(unknown-expiry).
       type: str
 kubeconfig:
-  description: The composite kubeconfig, only with O(return_content=true).
+  description: The composite kubeconfig, with its credentials, only with O(return_content=true) (and C(no_log=true)).
   returned: when requested
   type: str
 """
 
+import base64
+import binascii
+import copy
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
+    ApiError,
+    call_with_retry,
+    dns_label_error,
+    dns_subdomain_error,
+    fail_on_api_error,
+    fingerprint,
+    parse_duration,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
+    K8S_AUTH_ARGSPEC,
+    K8S_AUTH_MUTUALLY_EXCLUSIVE,
+    connect,
+)
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "prow.build_cluster.composite_kubeconfig"}
+# Secret keys Kubernetes accepts; Prow's --kubeconfig-dir skips names starting with "..".
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+def argument_spec():
+    spec = copy.deepcopy(K8S_AUTH_ARGSPEC)
+    spec.update(copy.deepcopy(GCP_AUTH_ARGSPEC))
+    spec.update(
+        members={"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(sources.SOURCE_OPTIONS)},
+        dest={"type": "path"},
+        kubernetes_secret={  # where to write, not a secret value
+            "type": "dict",
+            "no_log": False,
+            "options": {
+                "name": {"type": "str", "required": True},
+                "namespace": {"type": "str", "default": "default"},
+                "key_suffix": {"type": "str", "default": "", "no_log": False},
+            },
+        },
+        require_default={"type": "bool", "default": False},
+        warn_before={"type": "str", "default": "12h"},
+        return_content={"type": "bool", "default": False},
+    )
+    return spec
+
+
+def validate(module):
+    """Every check that needs no I/O; returns warn_before in seconds."""
+    params = module.params
+    try:
+        warn_before = parse_duration(params["warn_before"])
+    except ValueError as exc:
+        module.fail_json(msg=f"warn_before: {exc}")
+    for index, item in enumerate(params["members"]):
+        error = sources.validate(item, sources.label_of(item, f"members[{index}]"))
+        if error:
+            module.fail_json(msg=error)
+    if params["dest"] and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
+        module.fail_json(msg=f"dest: directory of {params['dest']} does not exist")
+    if params["return_content"] and not module.no_log:
+        module.fail_json(msg=sources.RETURN_CONTENT_NEEDS_NO_LOG)
+    target = params["kubernetes_secret"]
+    if target:
+        for error in (
+            dns_subdomain_error(target["name"], "kubernetes_secret.name"),
+            dns_label_error(target["namespace"], "kubernetes_secret.namespace"),
+        ):
+            if error:
+                module.fail_json(msg=error)
+    return warn_before
 
 
 def load_members(module):
+    reader = sources.SourceReader(module)
     members = []
     for index, item in enumerate(module.params["members"]):
-        has_path, has_content = item.get("path") is not None, item.get("content") is not None
-        label = item.get("name") or item.get("path") or f"members[{index}]"
-        if has_path == has_content:
-            module.fail_json(msg=f"{label}: give exactly one of path or content")
-        if has_path:
-            text, _mode = kc.read_file(item["path"])
-            if text is None:
-                module.fail_json(msg=f"{label}: no such file")
-        else:
-            text = item["content"]
+        label = sources.label_of(item, f"members[{index}]")
         try:
+            text = reader.read(item, label)
+            if text is None:
+                module.fail_json(msg=f"{label}: no such {'secret' if item.get('secret') else 'file'}")
             config = kc.parse(text, label)
         except kc.KubeconfigError as exc:
             module.fail_json(msg=str(exc))
-        hide_secrets(module, config)
+        except ApiError as exc:
+            fail_on_api_error(module, exc)
+        sources.hide_credentials(module, config)
         members.append((label, config))
     return members
-
-
-def hide_secrets(module, config):
-    """Mask every credential in a member wherever Ansible prints (kubernetes.core#1014 pattern)."""
-    for user in config.get("users") or []:
-        for key in ("token", "client-key-data", "password"):
-            value = (user.get("user") or {}).get(key)
-            if value:
-                module.no_log_values.add(value)
 
 
 def describe(config):
@@ -169,70 +295,143 @@ def describe(config):
     }
 
 
+def describe_text(module, text, label):
+    """describe() of kubeconfig text that may be anything (it was found, not made by us)."""
+    try:
+        config = kc.parse(text, label)
+    except kc.KubeconfigError:
+        return {"unparsable": fingerprint(text)}
+    sources.hide_credentials(module, config)
+    return describe(config)
+
+
+def to_file(module, merged):
+    """Write the composite file if it differs; (changed, fingerprint, before, after)."""
+    dest = module.params["dest"]
+    content = kc.dump(merged)
+    current, mode = kc.read_file(dest)
+    before = describe_text(module, current, dest) if current is not None else {}
+    changed = current != content or mode != 0o600
+    if changed and not module.check_mode:
+        kc.write_atomic(dest, content)
+    return changed, fingerprint(content), before, describe(merged)
+
+
+def secret_keys(module, merged):
+    """{key: kubeconfig text}: one single-context kubeconfig per context, as --kubeconfig-dir wants."""
+    suffix = module.params["kubernetes_secret"]["key_suffix"]
+    data = {}
+    for context, single in kc.split(merged).items():
+        key = context + suffix
+        if not _SECRET_KEY.match(key) or key.startswith(".."):
+            module.fail_json(
+                msg=f"context {context!r} cannot be a Secret key ({key!r}): keys allow letters, digits, '-', '_' and '.', "
+                "and Prow skips names starting with '..'; rename the context (its alias)"
+            )
+        data[key] = kc.dump(single)
+    return data
+
+
+def decode_data(data):
+    out = {}
+    for key, value in (data or {}).items():
+        try:
+            out[key] = base64.b64decode(value).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            out[key] = None  # not text: certainly not what we would write
+    return out
+
+
+def to_secret(module, client, desired):
+    """Create or update the Secret so its data is exactly ``desired``; (changed, fingerprint, before, after).
+
+    Read, compare and write are retried together on a 409 conflict: the update carries the
+    resourceVersion read, so a concurrent writer makes it fail instead of being overwritten.
+    """
+    target = module.params["kubernetes_secret"]
+    namespace, name = target["namespace"], target["name"]
+    path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    resource = f"secret {namespace}/{name}"
+    outcome = {}
+
+    def reconcile():
+        actual = client.get(path, resource=resource)
+        current = decode_data((actual or {}).get("data"))
+        outcome["before"] = {key: describe_text(module, text, key) if text is not None else {"unparsable": None}
+                             for key, text in current.items()}
+        if actual is not None and actual.get("type", "Opaque") != "Opaque":
+            module.fail_json(msg=f"{resource} exists with type {actual['type']}, not Opaque; delete it or choose another name")
+        labels = ((actual or {}).get("metadata") or {}).get("labels") or {}
+        outcome["changed"] = actual is None or current != desired or any(labels.get(k) != v for k, v in MANAGED_BY.items())
+        if not outcome["changed"] or module.check_mode:
+            return
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels, **MANAGED_BY)},
+            "data": {key: base64.b64encode(text.encode("utf-8")).decode("ascii") for key, text in desired.items()},
+        }
+        if actual is None:
+            client.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body, resource=resource)
+        else:
+            body["metadata"] = dict(actual["metadata"], labels=body["metadata"]["labels"])
+            client.request("PUT", path, body, resource=resource)
+
+    call_with_retry(reconcile, retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 409)
+    after = {key: describe(kc.parse(text, key)) for key, text in desired.items()}
+    return outcome["changed"], fingerprint("".join(f"{k}\0{v}\0" for k, v in sorted(desired.items()))), outcome["before"], after
+
+
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "members": {
-                "type": "list",
-                "elements": "dict",
-                "required": True,
-                "options": {
-                    "name": {"type": "str"},
-                    "path": {"type": "path"},
-                    "content": {"type": "raw", "no_log": True},
-                },
-            },
-            "dest": {"type": "path", "required": True},
-            "require_default": {"type": "bool", "default": False},
-            "warn_before": {"type": "str", "default": "12h"},
-            "return_content": {"type": "bool", "default": False},
-        },
+        argument_spec=argument_spec(),
+        mutually_exclusive=K8S_AUTH_MUTUALLY_EXCLUSIVE + GCP_AUTH_MUTUALLY_EXCLUSIVE + [("dest", "kubernetes_secret")],
+        required_one_of=[("dest", "kubernetes_secret")],
         supports_check_mode=True,
     )
     if not kc.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    try:
-        warn_before = parse_duration(module.params["warn_before"])
-    except ValueError as exc:
-        module.fail_json(msg=f"warn_before: {exc}")
-
-    dest = module.params["dest"]
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        module.fail_json(msg=f"dest: directory of {dest} does not exist")
+    warn_before = validate(module)
+    params = module.params
 
     members = load_members(module)
     try:
-        merged, owners = kc.merge(members, require_default=module.params["require_default"])
+        merged, owners = kc.merge(members, require_default=params["require_default"])
     except kc.KubeconfigError as exc:
         module.fail_json(msg=str(exc))
-    content = kc.dump(merged)
-
-    current, mode = kc.read_file(dest)
-    before = None
-    if current is not None:
-        try:
-            before = describe(kc.parse(current, dest))
-            hide_secrets(module, kc.parse(current, dest))
-        except kc.KubeconfigError:
-            before = {"unparsable": fingerprint(current)}
-    changed = current != content or mode != 0o600
-    if changed and not module.check_mode:
-        kc.write_atomic(dest, content)
 
     contexts = kc.summarize(merged, owners, warn_within=warn_before)
+    result = {}
+    if params["dest"]:
+        changed, digest, before, after = to_file(module, merged)
+        result.update(dest=params["dest"])
+        header = params["dest"]
+    else:
+        desired = secret_keys(module, merged)  # validates key names before connecting
+        client = connect(module)
+        try:
+            changed, digest, before, after = to_secret(module, client, desired)
+        except ApiError as exc:
+            fail_on_api_error(module, exc)
+        target = params["kubernetes_secret"]
+        result["kubernetes_secret"] = {"name": target["name"], "namespace": target["namespace"], "keys": sorted(desired)}
+        header = f"secret {target['namespace']}/{target['name']}"
+        for item in contexts:
+            item["key"] = item["context"] + target["key_suffix"]
+
     for item in contexts:
         if item["status"] in ("expired", "expiring"):
             module.warn(f"context {item['context']} ({item['source']}): token {item['status']} at {item['token_expiry']}")
 
-    result = {
-        "changed": changed,
-        "dest": dest,
-        "fingerprint": fingerprint(content),
-        "contexts": contexts,
-        "diff": {"before": before or {}, "after": describe(merged), "before_header": dest, "after_header": dest},
-    }
-    if module.params["return_content"]:
-        result["kubeconfig"] = content
+    result.update(
+        changed=changed,
+        fingerprint=digest,
+        contexts=contexts,
+        diff={"before": before, "after": after, "before_header": header, "after_header": header},
+    )
+    if params["return_content"]:
+        result["kubeconfig"] = sources.return_in_clear(module, kc.dump(merged))
     module.exit_json(**result)
 
 

@@ -100,3 +100,125 @@ def parse_json_callback(proc) -> PlaybookRun:
 @pytest.fixture
 def ansible(tmp_path) -> Ansible:
     return Ansible(tmp_path)
+
+
+# ---------------------------------------------------------------- audit-log write counting
+# Reviews (TokenReview, SelfSubjectAccessReview, ...) are POSTs the audit log records as
+# "create", but nothing is stored: they are reads in effect and modules may make them on
+# every run. Everything else a client creates, updates, patches or deletes is a write,
+# including a TokenRequest (it mints a credential).
+REVIEW_GROUPS = frozenset({"authentication.k8s.io", "authorization.k8s.io"})
+
+
+class AuditLog:
+    """Counts the writes a cluster received, reliably: see :meth:`writes_since`."""
+
+    def __init__(self, cluster, api_client):
+        self.cluster = cluster
+        self.api_client = api_client
+
+    @staticmethod
+    def now():
+        from datetime import datetime, timezone  # pylint: disable=import-outside-toplevel
+        return datetime.now(timezone.utc)
+
+    def writes_since(self, since, *, namespaces=(), names=(), timeout=10.0):
+        """Stored writes received since ``since`` (an aware datetime), excluding reviews.
+
+        With ``namespaces`` or ``names``, only writes in those namespaces or to objects of
+        those names count: the cluster may be the shared ``make sandbox`` one.
+
+        The log backend records an event just after the response, so an empty answer
+        would prove nothing if read too early. A sentinel write (a ConfigMap created and
+        deleted in kube-system) is made first and the log polled until it appears: every
+        earlier request is then in the log too.
+        """
+        import time  # pylint: disable=import-outside-toplevel
+        import uuid  # pylint: disable=import-outside-toplevel
+
+        from kubernetes import client  # pylint: disable=import-outside-toplevel
+        from prow_sandbox.kube import audit_events  # pylint: disable=import-outside-toplevel
+
+        sentinel = f"audit-sentinel-{uuid.uuid4().hex[:10]}"
+        core = client.CoreV1Api(self.api_client)
+        core.create_namespaced_config_map("kube-system", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=sentinel)))
+        deadline = time.monotonic() + timeout
+        while True:
+            events = audit_events(self.cluster, since=since)
+            if any((e.get("objectRef") or {}).get("name") == sentinel for e in events):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"audit log never recorded the sentinel {sentinel}")
+            time.sleep(0.1)
+        core.delete_namespaced_config_map(sentinel, "kube-system")
+        def counted(event):
+            ref = event.get("objectRef") or {}
+            if ref.get("name") == sentinel or ref.get("apiGroup") in REVIEW_GROUPS:
+                return False
+            if not (namespaces or names):
+                return True
+            return ref.get("namespace") in namespaces or ref.get("name") in names
+
+        return [e for e in events if counted(e)]
+
+    @staticmethod
+    def describe(events):
+        """``verb resource[/subresource] namespace/name`` per event, for assertion messages."""
+        out = []
+        for event in events:
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            out.append(f"{event['verb']} {resource} {ref.get('namespace', '')}/{ref.get('name', '')}")
+        return out
+
+
+@pytest.fixture
+def audit(kube_cluster, kube_client) -> AuditLog:
+    return AuditLog(kube_cluster, kube_client)
+
+
+# ---------------------------------------------------------------- GCP modules against the fake
+
+
+@pytest.fixture
+def operator_env(gcp):
+    """gcp_env (below) plus the build project as the modules' default project (GCP_PROJECT)."""
+    return dict(gcp_env(gcp), GCP_PROJECT=gcp.build_project)
+
+
+# Token exchanges are POSTs the fake logs as writes, but they change no resource.
+TOKEN_SERVICES = ("oauth2", "sts", "iamcredentials")
+
+
+def gcp_writes(gcp, since=0):
+    """State-changing API calls the fake logged since ``since`` (a mark), as 'METHOD path'."""
+    return [f"{e['method']} {e['path']}" for e in gcp.fake.requests(since=since, writes_only=True)
+            if e["service"] not in TOKEN_SERVICES]
+
+
+# ---------------------------------------------------------------- the GCP fake
+# Its fixtures (gcp_fake, gcp) until the sandbox's pytest plugin registers them itself.
+from prow_sandbox.gcp.testing import gcp, gcp_fake  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+
+
+def gcp_env(gcp_handle, who="operator"):
+    """Environment that points the collection's modules at the fake, as ``who``."""
+    return {
+        "GCP_AUTH_KIND": "serviceaccount",
+        "GCP_SERVICE_ACCOUNT_FILE": str(gcp_handle.fake.credentials[who]),
+        "GCP_API_ENDPOINTS": json.dumps(gcp_handle.endpoints),
+    }
+
+
+def put_secret(gcp_handle, project, secret_id, payload):
+    """Create ``secret_id`` if needed and add a version with ``payload``; the version's name."""
+    import base64  # pylint: disable=import-outside-toplevel
+
+    session = gcp_handle.session()
+    base = gcp_handle.url("secretmanager", f"/v1/projects/{project}/secrets")
+    response = session.get(f"{base}/{secret_id}")
+    if response.status_code == 404:
+        session.post(base, params={"secretId": secret_id}, json={"replication": {"automatic": {}}}).raise_for_status()
+    added = session.post(f"{base}/{secret_id}:addVersion", json={"payload": {"data": base64.b64encode(payload.encode()).decode()}})
+    added.raise_for_status()
+    return added.json()["name"]
