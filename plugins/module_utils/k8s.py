@@ -221,6 +221,24 @@ def connect(module):
     return K8sClient(module, k8s_client.ApiClient(configuration))
 
 
+def connect_kubeconfig(module, config, context):
+    """A K8sClient that authenticates with the credentials of ``config`` (a parsed kubeconfig), as its owner would.
+
+    Used to act as Prow does with a stored kubeconfig, independently of the module's own connection.
+    """
+    from kubernetes import client as k8s_client  # pylint: disable=import-outside-toplevel
+    from kubernetes import config as k8s_config  # pylint: disable=import-outside-toplevel
+    from kubernetes.config.config_exception import ConfigException  # pylint: disable=import-outside-toplevel
+
+    hide_kubeconfig_secrets(module, config)
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config_from_dict(config, context=context, client_configuration=configuration, persist_config=False)
+    except (ConfigException, ValueError, TypeError) as exc:
+        module.fail_json(msg=f"invalid kubeconfig for context {context}: {exc}")
+    return K8sClient(module, k8s_client.ApiClient(configuration))
+
+
 def _connect_gke(module, k8s_client):
     # pylint: disable-next=import-outside-toplevel
     from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GcpSession

@@ -29,7 +29,11 @@ options:
 extends_documentation_fragment:
   - prow.build_cluster.attributes
   - prow.build_cluster.attributes.K8S
+  - prow.build_cluster.attributes.GCP
   - prow.build_cluster.k8s_auth
+  - prow.build_cluster.gcp_auth
+notes:
+  - The Google credentials options are used only to connect with O(gke).
 """
 
 EXAMPLES = r"""
@@ -49,7 +53,7 @@ namespace:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, dns_label_error, fail_on_api_error
 
 
@@ -65,10 +69,11 @@ def main():
     module = AnsibleModule(
         argument_spec={
             **k8s.K8S_AUTH_ARGSPEC,
+            **gcp.GCP_AUTH_ARGSPEC,
             "name": {"type": "str", "default": "test-pods"},
             "labels": {"type": "dict", "default": {}},
         },
-        mutually_exclusive=k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + gcp.GCP_AUTH_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
     name = module.params["name"]
