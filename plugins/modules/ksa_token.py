@@ -396,6 +396,14 @@ def main():
         expiry = kc.token_expiry(token)
     elif not module.check_mode:
         token, expiry = mint(module, client, duration)
+        # Nothing is published (file, return value, then Secret Manager) before the server
+        # has accepted the new token as the expected identity: Prow keeps the old one until then.
+        try:
+            refused = kc.review_reason(client.token_review(token), expected_user)
+        except ApiError as exc:
+            fail_on_api_error(module, exc)
+        if refused:
+            module.fail_json(msg=f"the new token failed its TokenReview ({refused}); nothing was published")
         granted = (expiry - now).total_seconds()
         if granted < duration - SHORTENED_SLACK:
             module.warn(f"the API server granted {format_duration(granted)}, less than the {params['duration']} requested")
