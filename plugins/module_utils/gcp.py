@@ -17,14 +17,17 @@ every service.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, require_tenacity
+from ansible_collections.prow.build_cluster.plugins.module_utils.iam import is_policy_conflict
 
 try:
     import google.auth
@@ -268,3 +271,213 @@ class GcpSession:
             err = operation["error"]
             raise ApiError(f"operation {name}", err.get("code"), err.get("message", "operation failed"), reason="OPERATION_FAILED")
         return operation
+
+    def require_project(self, what="project"):
+        """The project ID (option, GCP_PROJECT, or the ADC default), validated; fails clearly if none."""
+        if not self.project:
+            self.credentials  # pylint: disable=pointless-statement  # ADC may name a default project
+        if not self.project:
+            self.module.fail_json(msg=f"{what}: no project given; set project (or GCP_PROJECT)")
+        error = project_id_error(self.project, what)
+        if error:
+            self.module.fail_json(msg=error)
+        return self.project
+
+
+# ---------------------------------------------------------------- names
+# Checked before any call, so that a typo fails in milliseconds with a message that says
+# what the rule is, instead of as a 400/404 from the API after half a run.
+
+_PROJECT_ID = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+# The form only: account IDs are 6-30 characters, but Google-managed accounts
+# (NUMBER-compute@developer..., service agents) follow other rules.
+_GSA_EMAIL = re.compile(r"^[a-z0-9][-a-z0-9]*@[a-z0-9][-a-z0-9.:]*\.gserviceaccount\.com$")
+_BUCKET_PART = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_GKE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
+_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}(?:-[a-z])?$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def project_id_error(value, what="project"):
+    if not isinstance(value, str) or not _PROJECT_ID.match(value):
+        return (f"{what} {value!r} is not a project ID: 6 to 30 lowercase letters, digits and '-', "
+                "starting with a letter and not ending with '-' (the ID, not the display name or number)")
+    return None
+
+
+def account_id_error(value):
+    if not isinstance(value, str) or not _ACCOUNT_ID.match(value):
+        return (f"name {value!r} is not a service account ID: 6 to 30 lowercase letters, digits and '-', "
+                "starting with a letter and not ending with '-' (the part before '@')")
+    return None
+
+
+def gsa_email_error(value, what="service account"):
+    if not isinstance(value, str) or not _GSA_EMAIL.match(value):
+        return (f"{what} {value!r} is not a Google service account email "
+                "(ACCOUNT@PROJECT.iam.gserviceaccount.com)")
+    return None
+
+
+def normalize_bucket(value):
+    """A bucket name without the gs:// prefix that gsutil and gcloud print."""
+    return value[len("gs://"):].rstrip("/") if isinstance(value, str) and value.startswith("gs://") else value
+
+
+def bucket_name_error(value):
+    """Cloud Storage naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
+    problem = None
+    if not isinstance(value, str) or not 3 <= len(value) <= 222:
+        problem = "it must be 3 to 63 characters (222 with dots)"
+    elif not all(_BUCKET_PART.match(part) and len(part) <= 63 for part in value.split(".")):
+        problem = ("use lowercase letters, digits, '-', '_' and '.', start and end with a letter or digit, "
+                   "at most 63 characters between dots")
+    elif "." not in value and len(value) > 63:
+        problem = "without dots it must be at most 63 characters"
+    elif value.startswith("goog") or "google" in value or "g00gle" in value:
+        problem = "it may not start with 'goog' nor contain 'google'"
+    elif re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
+        problem = "it may not look like an IP address"
+    return f"bucket name {value!r} is not valid: {problem}" if problem else None
+
+
+def secret_id_error(value):
+    if not isinstance(value, str) or not _SECRET_ID.match(value):
+        return f"secret ID {value!r} is not valid: 1 to 255 letters, digits, '-' and '_'"
+    return None
+
+
+def gke_name_error(value):
+    if not isinstance(value, str) or not _GKE_NAME.match(value):
+        return (f"cluster name {value!r} is not valid: 1 to 40 lowercase letters, digits and '-', "
+                "starting with a letter and not ending with '-'")
+    return None
+
+
+def location_error(value):
+    if not isinstance(value, str) or not _LOCATION.match(value):
+        return f"location {value!r} is not a zone (us-west1-b) or a region (us-west1)"
+    return None
+
+
+def labels_error(labels):
+    for key, value in (labels or {}).items():
+        if not _LABEL_KEY.match(str(key)):
+            return (f"label key {key!r} is not valid: start with a lowercase letter, then up to 62 "
+                    "lowercase letters, digits, '-' or '_'")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            return f"label {key}: value {value!r} is not valid: up to 63 lowercase letters, digits, '-' or '_'"
+    return None
+
+
+def first_error(*errors):
+    """The first of several optional error messages (validation reads as a flat list)."""
+    return next((e for e in errors if e), None)
+
+
+# ---------------------------------------------------------------- IAM policies
+
+
+class PolicyTarget:
+    """Where one resource's IAM policy is read and written: each service spells it differently."""
+
+    def __init__(self, resource, service, get, put, wrap):
+        self.resource = resource  # for messages: "bucket my-bucket"
+        self.service = service
+        self.get = get  # (method, path, params)
+        self.put = put  # (method, path)
+        self.wrap = wrap  # body of the write: {"policy": policy} or the policy itself
+
+    @classmethod
+    def project(cls, project):
+        path = f"/v1/projects/{project}"
+        return cls(f"project {project}", "cloudresourcemanager", ("POST", path + ":getIamPolicy", None),
+                   ("POST", path + ":setIamPolicy"), True)
+
+    @classmethod
+    def service_account(cls, email):
+        # "-" lets IAM find the account's project itself; the GSA may live anywhere.
+        path = f"/v1/projects/-/serviceAccounts/{email}"
+        return cls(f"service account {email}", "iam", ("POST", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}),
+                   ("POST", path + ":setIamPolicy"), True)
+
+    @classmethod
+    def bucket(cls, bucket):
+        path = f"/storage/v1/b/{bucket}/iam"
+        return cls(f"bucket {bucket}", "storage", ("GET", path, {"optionsRequestedPolicyVersion": 3}), ("PUT", path), False)
+
+    @classmethod
+    def secret(cls, project, secret):
+        path = f"/v1/projects/{project}/secrets/{secret}"
+        return cls(f"secret projects/{project}/secrets/{secret}", "secretmanager",
+                   ("GET", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}), ("POST", path + ":setIamPolicy"), True)
+
+
+def read_policy(session, target):
+    method, path, params = target.get
+    # Resource Manager takes the requested version in the body; the others as a query parameter.
+    body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
+    return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body)
+
+
+def write_policy(session, target, policy):
+    method, path = target.put
+    body = {"policy": policy} if target.wrap else policy
+    return session.request(method, target.service, path, f"{target.resource} IAM policy", json_body=body)
+
+
+def update_policy(session, target, mutate, check_mode=False, retry_on=None):
+    """Read-modify-write of one IAM policy with its etag: (policy read, policy wanted, changed).
+
+    ``mutate(policy) -> (new_policy, changed)``. The policy is written with the etag it was
+    read with, so a concurrent writer makes the write fail (409 ABORTED or 412) instead of
+    losing their binding or ours; then the whole read-modify-write starts again. Nothing is
+    written when nothing changes, or in check mode.
+    """
+
+    def attempt():
+        before = read_policy(session, target)
+        after, changed = mutate(before)
+        if changed and not check_mode:
+            write_policy(session, target, after)
+        return before, after, changed
+
+    def again(exc):
+        return is_policy_conflict(exc) or bool(retry_on and retry_on(exc))
+
+    return call_with_retry(attempt, retry_on=again)
+
+
+def member_not_yet_visible(exc):
+    """IAM refuses a service account created seconds ago as a member ("does not exist")."""
+    return getattr(exc, "status", None) == 400 and "does not exist" in (getattr(exc, "message", "") or "")
+
+
+# ---------------------------------------------------------------- payload checksums
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _bit in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli), which Secret Manager checks payloads against (``dataCrc32c``)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def b64(data):
+    return base64.b64encode(data).decode("ascii")

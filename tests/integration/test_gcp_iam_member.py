@@ -1,0 +1,141 @@
+"""gcp_iam_member through ansible-playbook against the GCP fake: additive, etag-safe, retried."""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import Ansible, gcp_writes
+
+TASK = "member"
+ROLE = "roles/storage.objectAdmin"
+
+
+def member_task(**args):
+    return [{"name": TASK, "prow.build_cluster.gcp_iam_member": args}]
+
+
+def make_bucket(ansible, gcp, operator_env):
+    name = gcp.unique("iam-results")
+    run = ansible.run([{"name": "b", "prow.build_cluster.gcs_bucket": {"name": name}}], env=operator_env)
+    assert run.task("b")["changed"], run.stdout
+    return name
+
+
+def bucket_members(gcp, bucket, role=ROLE):
+    policy = gcp.session().get(gcp.url("storage", f"/storage/v1/b/{bucket}/iam")).json()
+    return {m for b in policy.get("bindings", []) if b["role"] == role for m in b["members"]}
+
+
+def test_bucket_check_real_check_real_and_absent_keeps_others(ansible, gcp, operator_env):
+    bucket = make_bucket(ansible, gcp, operator_env)
+    crier = "serviceAccount:crier@prow-sandbox-prow.iam.gserviceaccount.com"
+    deck = "serviceAccount:deck@prow-sandbox-prow.iam.gserviceaccount.com"
+    assert ansible.run(member_task(resource_type="bucket", resource=bucket, role=ROLE, member=deck), env=operator_env).changed == 1
+    tasks = member_task(resource_type="bucket", resource=f"gs://{bucket}", role=ROLE, member=crier)
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env)
+    assert check.task(TASK)["changed"] is True, check.stdout
+    assert check.task(TASK)["diff"]["after"]["members"] == sorted([crier, deck])
+    assert gcp_writes(gcp, mark) == []
+
+    real = ansible.run(tasks, env=operator_env)
+    assert real.task(TASK)["changed"] is True, real.stdout
+    assert gcp_writes(gcp, mark) == [f"PUT /storage/storage/v1/b/{bucket}/iam"]
+    assert bucket_members(gcp, bucket) == {crier, deck}
+    legacy = bucket_members(gcp, bucket, "roles/storage.legacyBucketOwner")
+    assert legacy, "the bucket's default bindings must survive"
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        assert ansible.run(tasks, env=operator_env, **mode).task(TASK)["changed"] is False, mode
+        assert gcp_writes(gcp, mark) == [], mode
+
+    removed = ansible.run(member_task(resource_type="bucket", resource=bucket, role=ROLE, member=crier, state="absent"), env=operator_env)
+    assert removed.task(TASK)["changed"] is True
+    assert bucket_members(gcp, bucket) == {deck}
+    assert bucket_members(gcp, bucket, "roles/storage.legacyBucketOwner") == legacy
+
+
+def test_project_service_account_and_secret_policies(ansible, gcp, operator_env):
+    secret = gcp.unique("iam-secret")
+    setup = ansible.run([{"name": "s", "prow.build_cluster.secret_manager_secret": {"name": secret, "project": gcp.prow_project}}],
+                        env=operator_env)
+    assert setup.task("s")["changed"], setup.stdout
+    rotator = "serviceAccount:gencred-refresher@prow-sandbox-prow.iam.gserviceaccount.com"
+    cases = [
+        ({"resource_type": "project", "role": "roles/container.admin"}, f"POST /cloudresourcemanager/v1/projects/{gcp.build_project}:setIamPolicy"),
+        ({"resource_type": "service_account", "resource": "crier@prow-sandbox-prow.iam.gserviceaccount.com",
+          "role": "roles/iam.serviceAccountTokenCreator"},
+         "POST /iam/v1/projects/-/serviceAccounts/crier@prow-sandbox-prow.iam.gserviceaccount.com:setIamPolicy"),
+        ({"resource_type": "secret", "resource": f"projects/{gcp.prow_project}/secrets/{secret}",
+          "role": "roles/secretmanager.secretVersionAdder"},
+         f"POST /secretmanager/v1/projects/{gcp.prow_project}/secrets/{secret}:setIamPolicy"),
+    ]
+    for args, write in cases:
+        tasks = member_task(member=rotator, **args)
+        mark = gcp.mark()
+        assert ansible.run(tasks, check=True, env=operator_env).task(TASK)["changed"] is True, args
+        first = ansible.run(tasks, env=operator_env)
+        assert first.task(TASK)["changed"] is True, first.stdout
+        assert rotator in first.task(TASK)["members"]
+        assert ansible.run(tasks, env=operator_env).task(TASK)["changed"] is False, args
+        assert gcp_writes(gcp, mark) == [write]
+        ansible.run(member_task(member=rotator, state="absent", **args), env=operator_env)
+
+
+def test_survives_an_etag_race_and_a_503(ansible, gcp, operator_env):
+    bucket = make_bucket(ansible, gcp, operator_env)
+    member = "serviceAccount:crier@prow-sandbox-prow.iam.gserviceaccount.com"
+    gcp.inject(kind="etag_race", path=f"/b/{bucket}/iam$", method="PUT", times=1)
+    gcp.inject(kind="error", status=503, path=f"/b/{bucket}/iam$", method="GET", times=1)
+    mark = gcp.mark()
+    run = ansible.run(member_task(resource_type="bucket", resource=bucket, role=ROLE, member=member), env=operator_env)
+    assert run.task(TASK)["changed"] is True, run.stdout
+    statuses = [(e["method"], e["status"]) for e in gcp.fake.requests(since=mark, service="storage")]
+    assert statuses == [("GET", 503), ("GET", 200), ("PUT", 412), ("GET", 200), ("PUT", 200)]
+    assert member in bucket_members(gcp, bucket)
+
+
+def test_concurrent_runs_never_lose_a_binding(gcp, operator_env, tmp_path):
+    members = [f"serviceAccount:{sa}@prow-sandbox-prow.iam.gserviceaccount.com"
+               for sa in ("crier", "deck", "prow-controller-manager", "external-secrets")]
+    # The fake sleeps before it handles a request: slow writes make every run read the policy
+    # (and its etag) before the first write lands, so all but one must re-read and retry.
+    gcp.inject(kind="latency", delay=3.0, method="POST", path=f"/projects/{gcp.build_project}:setIamPolicy", times=len(members))
+    role = "roles/container.developer"
+    results = {}
+
+    def run(index, member):
+        workdir = tmp_path / str(index)
+        workdir.mkdir()
+        results[member] = Ansible(workdir).run(member_task(resource_type="project", role=role, member=member), env=operator_env)
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(members)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for member, result in results.items():
+        assert result.task(TASK)["changed"] is True, result.stdout
+    policy = gcp.session().post(gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.build_project}:getIamPolicy")).json()
+    held = {m for b in policy["bindings"] if b["role"] == role for m in b["members"]}
+    assert set(members) <= held
+    conflicts = [e for e in gcp.requests(path=":setIamPolicy") if e["status"] == 409]
+    assert conflicts, "the runs should have collided at least once"
+
+
+def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
+    cases = [
+        ({"resource_type": "bucket", "resource": "r", "role": ROLE, "member": "serviceAccount:x@p.iam.gserviceaccount.com"}, "bucket name"),
+        ({"resource_type": "project", "role": "storage.objectAdmin", "member": "user:a@example.com"}, "roles/NAME"),
+        ({"resource_type": "project", "role": ROLE, "member": "crier@prow-sandbox-prow.iam.gserviceaccount.com"}, "no TYPE"),
+        ({"resource_type": "project", "resource": "Prow_Project", "role": ROLE, "member": "user:a@example.com"}, "not a project ID"),
+        ({"resource_type": "service_account", "resource": "crier", "role": ROLE, "member": "user:a@example.com"}, "service account email"),
+        ({"resource_type": "secret", "resource": "a/b", "role": ROLE, "member": "user:a@example.com"}, "secret ID"),
+    ]
+    mark = gcp.mark()
+    for args, message in cases:
+        result = ansible.run(member_task(**args), env=operator_env).task(TASK)
+        assert result.get("failed") and message in result["msg"], (args, result.get("msg"))
+    assert gcp.fake.requests(since=mark) == []

@@ -1,0 +1,110 @@
+"""gke_cluster through ansible-playbook against the GCP fake, whose clusters are real kube-apiservers."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+from prow_sandbox.gcp.testing import kube_sandbox_available
+
+from conftest import gcp_writes
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(kube_sandbox_available()), reason=str(kube_sandbox_available()))]
+
+TASK = "cluster"
+LOCATION = "us-west1-b"
+
+
+def cluster_task(name, **extra):
+    return [{"name": TASK, "prow.build_cluster.gke_cluster": {"name": name, "location": LOCATION, "wait_timeout": "3m", **extra}}]
+
+
+def test_create_check_real_check_real_then_delete(ansible, gcp, operator_env):
+    name = gcp.unique("build")
+    tasks = cluster_task(name, machine_type="e2-standard-4", node_count=2, release_channel="REGULAR")
+    clusters = f"/container/v1/projects/{gcp.build_project}/locations/{LOCATION}/clusters"
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env)
+    assert check.task(TASK)["changed"] is True, check.stdout
+    assert check.task(TASK)["diff"]["after"]["node_pools"] == {"default-pool": "GKE_METADATA"}
+    assert gcp_writes(gcp, mark) == []
+
+    real = ansible.run(tasks, env=operator_env)
+    result = real.task(TASK)
+    assert result["changed"] is True, real.stdout
+    assert result["status"] == "RUNNING" and result["workload_pool"] == f"{gcp.build_project}.svc.id.goog"
+    assert result["gke"] == f"projects/{gcp.build_project}/locations/{LOCATION}/clusters/{name}"
+    assert result["endpoint"].startswith("127.0.0.1:")
+    assert base64.b64decode(result["ca_certificate"]).startswith(b"-----BEGIN CERTIFICATE-----")
+    assert gcp_writes(gcp, mark) == [f"POST {clusters}"]
+    polls = gcp.fake.requests(since=mark, method="GET", path="/operations/")
+    assert polls, "the module must wait on the operation"
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        again = ansible.run(tasks, env=operator_env, **mode)
+        assert again.task(TASK)["changed"] is False, (mode, again.stdout)
+        assert again.task(TASK)["endpoint"] == result["endpoint"]
+        assert gcp_writes(gcp, mark) == [], mode
+
+    mark = gcp.mark()
+    different = ansible.run(cluster_task(name, machine_type="n1-standard-8", disk_type="pd-standard"), env=operator_env).task(TASK)
+    assert different.get("failed"), different
+    assert "cannot change in place" in different["msg"] and "machine_type" in different["msg"] and "disk_type" in different["msg"]
+    assert gcp_writes(gcp, mark) == []
+
+    mark = gcp.mark()
+    gone = ansible.run(cluster_task(name, state="absent"), env=operator_env)
+    assert gone.task(TASK)["changed"] is True, gone.stdout
+    assert gcp_writes(gcp, mark) == [f"DELETE {clusters}/{name}"]
+
+
+def test_existing_cluster_gets_workload_identity_one_operation_at_a_time(ansible, gcp, operator_env):
+    name = gcp.unique("legacy")
+    clusters = f"/v1/projects/{gcp.build_project}/locations/{LOCATION}/clusters"
+    session = gcp.session()
+    # A cluster as created by hand before Workload Identity: no pool, nodes on the GCE metadata server.
+    pool = {"name": "default-pool", "initialNodeCount": 1,
+            "config": {"machineType": "n1-standard-8", "diskSizeGb": 100, "diskType": "pd-ssd",
+                       "workloadMetadataConfig": {"mode": "GCE_METADATA"}}}
+    created = session.post(gcp.url("container", clusters), json={"cluster": {"name": name, "nodePools": [pool]}})
+    assert created.status_code == 200, created.text
+    operation = gcp.url("container", f"/v1/projects/{gcp.build_project}/locations/{LOCATION}/operations/{created.json()['name']}")
+    deadline = time.monotonic() + 120
+    while session.get(operation).json()["status"] != "DONE":
+        assert time.monotonic() < deadline, "the hand-made cluster did not start"
+        time.sleep(1)
+    gcp.inject(kind="error", status=503, service="container", method="GET", path="/operations/", times=1)
+    tasks = cluster_task(name)
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env)
+    assert check.task(TASK)["changed"] is True, check.stdout
+    assert check.task(TASK)["updates"] == ["enable Workload Identity", "move node pool default-pool to GKE_METADATA"]
+    assert check.task(TASK)["diff"]["before"]["node_pools"] == {"default-pool": "GCE_METADATA"}
+    assert gcp_writes(gcp, mark) == []
+
+    real = ansible.run(tasks, env=operator_env)
+    assert real.task(TASK)["changed"] is True, real.stdout
+    assert len(real.task(TASK)["operations"]) == 2
+    # In order, the second only after the first was DONE (the fake refuses overlapping ones).
+    assert gcp_writes(gcp, mark) == [f"PUT /container{clusters}/{name}", f"PUT /container{clusters}/{name}/nodePools/default-pool"]
+    assert real.task(TASK)["workload_pool"] == f"{gcp.build_project}.svc.id.goog"
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        assert ansible.run(tasks, env=operator_env, **mode).task(TASK)["changed"] is False, mode
+        assert gcp_writes(gcp, mark) == [], mode
+    ansible.run(cluster_task(name, state="absent"), env=operator_env)
+
+
+def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
+    mark = gcp.mark()
+    for extra, message in [({"name": "Build"}, "cluster name"), ({"name": "ok", "location": "US-WEST1"}, "location"),
+                           ({"name": "ok", "wait_timeout": "ten minutes"}, "wait_timeout"), ({"name": "ok", "node_count": 0}, "node_count")]:
+        args = dict({"location": LOCATION}, **extra)
+        result = ansible.run([{"name": TASK, "prow.build_cluster.gke_cluster": args}], env=operator_env).task(TASK)
+        assert result.get("failed") and message in result["msg"], (extra, result.get("msg"))
+    assert gcp.fake.requests(since=mark) == []

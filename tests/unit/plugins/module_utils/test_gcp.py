@@ -1,0 +1,208 @@
+"""GcpSession requests and retries, the policy read-modify-write loop, names, checksums."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import common, gcp
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+
+
+@pytest.fixture(autouse=True)
+def no_backoff_sleep(monkeypatch):
+    # The retry helper's real waits are up to seconds; decisions, not timing, are tested here.
+    monkeypatch.setattr(common, "RETRY_INITIAL_WAIT", 0.0)
+    monkeypatch.setattr(common, "RETRY_MAX_WAIT", 0.0)
+
+
+class FakeModule:
+    def __init__(self, **params):
+        self.params = dict({k: None for k in gcp.GCP_AUTH_ARGSPEC}, **params)
+        self.failed = None
+
+    def fail_json(self, **kwargs):
+        self.failed = kwargs
+        raise SystemExit(kwargs["msg"])
+
+
+def response(status, body=None, method="GET", url="https://x.googleapis.com/v1/thing"):
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = json.dumps(body).encode() if body is not None else b""
+    resp.request = requests.Request(method, url).prepare()
+    return resp
+
+
+class ScriptedHttp:
+    """Stands in for AuthorizedSession: answers from a script and records every call."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def request(self, method, url, **kwargs):
+        self.calls.append((method, url, kwargs.get("json"), kwargs.get("params")))
+        answer = self.answers.pop(0)
+        return answer(method, url, kwargs) if callable(answer) else answer
+
+
+def session_with(*answers, endpoints=None):
+    module = FakeModule(api_endpoints=endpoints)
+    session = gcp.GcpSession(module)
+    session._session = ScriptedHttp(*answers)
+    return session
+
+
+def google_error(status, message, reason):
+    return response(status, {"error": {"code": status, "message": message, "status": reason}})
+
+
+def test_request_retries_transient_errors_then_returns_json():
+    s = session_with(google_error(503, "unavailable", "UNAVAILABLE"), google_error(429, "quota", "RESOURCE_EXHAUSTED"),
+                     response(200, {"ok": True}))
+    assert s.request("GET", "iam", "/v1/x") == {"ok": True}
+    assert len(s.session.calls) == 3
+
+
+def test_request_does_not_retry_a_client_error_and_keeps_googles_message():
+    s = session_with(google_error(400, "Invalid 'accountId' field", "INVALID_ARGUMENT"))
+    with pytest.raises(ApiError) as info:
+        s.request("POST", "iam", "/v1/x", "service account x")
+    err = info.value
+    assert (err.status, err.reason, err.resource) == (400, "INVALID_ARGUMENT", "service account x")
+    assert "Invalid 'accountId' field" in str(err)
+    assert len(s.session.calls) == 1
+
+
+def test_request_reads_cloud_storages_legacy_error_shape():
+    body = {"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold.",
+                      "errors": [{"reason": "conditionNotMet"}]}}
+    s = session_with(response(412, body))
+    with pytest.raises(ApiError) as info:
+        s.request("PUT", "storage", "/storage/v1/b/b/iam")
+    assert info.value.reason == "conditionNotMet" and "pre-conditions" in info.value.message
+
+
+def test_get_is_none_on_404_and_a_retry_budget_is_bounded():
+    s = session_with(google_error(404, "not found", "NOT_FOUND"))
+    assert s.get("iam", "/v1/x") is None
+    s = session_with(*[google_error(503, "down", "UNAVAILABLE")] * (common.RETRY_ATTEMPTS + 1))
+    with pytest.raises(ApiError):
+        s.request("GET", "iam", "/v1/x")
+    assert len(s.session.calls) == common.RETRY_ATTEMPTS
+
+
+def test_endpoints_override_is_the_one_place_urls_come_from():
+    s = session_with(response(200, {}), endpoints=json.dumps({"iam": "http://127.0.0.1:1/iam/"}))
+    s.request("GET", "iam", "/v1/projects/p/serviceAccounts")
+    assert s.session.calls[0][1] == "http://127.0.0.1:1/iam/v1/projects/p/serviceAccounts"
+    with pytest.raises(ValueError, match="unknown services"):
+        gcp.resolve_endpoints({"bogus": "http://x"})
+
+
+# ---------------------------------------------------------------- read-modify-write
+
+
+class PolicyServer:
+    """A policy endpoint with etags; ``interfere`` other writers land between a read and our write."""
+
+    def __init__(self, policy, interfere=0, conflict_status=409):
+        self.policy = policy
+        self.interfere = interfere
+        self.conflict_status = conflict_status
+        self.writes = 0
+
+    def __call__(self, method, url, kwargs):
+        if url.endswith(":getIamPolicy") or method == "GET":
+            return response(200, self.policy)
+        sent = kwargs["json"]["policy"] if "policy" in (kwargs["json"] or {}) else kwargs["json"]
+        if self.interfere:
+            # Someone else adds their member after our read: our etag is now stale.
+            self.interfere -= 1
+            self.policy = dict(self.policy, etag=self.policy["etag"] + "x",
+                               bindings=self.policy["bindings"] + [{"role": "roles/viewer", "members": [f"user:other{self.interfere}@x.com"]}])
+        if sent.get("etag") != self.policy["etag"]:
+            return google_error(self.conflict_status, "There were concurrent policy changes.", "ABORTED" if self.conflict_status == 409 else None)
+        self.writes += 1
+        self.policy = dict(sent, etag=sent["etag"] + "+")
+        return response(200, self.policy)
+
+
+def add(member):
+    from ansible_collections.prow.build_cluster.plugins.module_utils import iam
+    return lambda p: iam.add_member(p, "roles/storage.objectAdmin", member)
+
+
+@pytest.mark.parametrize(("target", "status"), [
+    (gcp.PolicyTarget.service_account("a@p-build.iam.gserviceaccount.com"), 409),
+    (gcp.PolicyTarget.bucket("results"), 412),
+])
+def test_a_concurrent_writer_never_loses_a_binding(target, status):
+    server = PolicyServer({"etag": "e1", "bindings": []}, interfere=2, conflict_status=status)
+    s = session_with(*[server] * 20)
+    _before, _after, changed = gcp.update_policy(s, target, add("user:me@x.com"))
+    assert changed and server.writes == 1
+    members = {m for b in server.policy["bindings"] for m in b["members"]}
+    assert members == {"user:me@x.com", "user:other1@x.com", "user:other0@x.com"}
+
+
+def test_no_write_when_nothing_changes_nor_in_check_mode():
+    server = PolicyServer({"etag": "e1", "bindings": [{"role": "roles/storage.objectAdmin", "members": ["user:me@x.com"]}]})
+    s = session_with(*[server] * 4)
+    assert gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:me@x.com"))[2] is False
+    assert gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:you@x.com"), check_mode=True)[2] is True
+    assert server.writes == 0
+    assert [c[0] for c in s.session.calls] == ["POST", "POST"]
+    assert s.session.calls[0][2] == {"options": {"requestedPolicyVersion": 3}}
+
+
+def test_a_member_iam_does_not_know_yet_is_retried_only_when_asked():
+    unknown = google_error(400, "Service account new@p.iam.gserviceaccount.com does not exist.", "INVALID_ARGUMENT")
+    server = PolicyServer({"etag": "e1", "bindings": []})
+    s = session_with(server, unknown, server, server)
+    gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:me@x.com"), retry_on=gcp.member_not_yet_visible)
+    assert server.writes == 1
+    s = session_with(server, unknown)
+    with pytest.raises(ApiError, match="does not exist"):
+        gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:new@x.com"))
+
+
+# ---------------------------------------------------------------- names and checksums
+
+
+@pytest.mark.parametrize(("check", "good", "bad"), [
+    (gcp.project_id_error, ["my-build", "k8s-prow", "example.com:my-project"], ["My-Build", "abc", "1project", "proj-", "a" * 31]),
+    (gcp.account_id_error, ["prowjob-default-sa", "abcdef"], ["abcde", "Prowjob", "sa-", "1sa-abc", "a" * 31, "my_sa_x"]),
+    (gcp.bucket_name_error, ["my-build-project", "a.b.c", "k8s_results"], ["ab", "Upper", "-a-b", "goog-x", "my-google-b", "1.2.3.4", "a" * 64]),
+    (gcp.secret_id_error, ["prow_build_cluster_kubeconfig_build-team", "A1"], ["", "has space", "a/b", "a" * 256]),
+    (gcp.gke_name_error, ["build", "my-build-project"], ["Build", "1build", "build-", "a" * 41]),
+    (gcp.location_error, ["us-west1-b", "us-west1", "northamerica-northeast1", "europe-west4-a"], ["us", "US-WEST1", "us-west1-bb", "west1"]),
+])
+def test_names_are_checked_with_a_message_that_says_the_rule(check, good, bad):
+    for value in good:
+        assert check(value) is None, value
+    for value in bad:
+        message = check(value)
+        assert message and repr(value) in message, value
+
+
+def test_gsa_emails():
+    assert gcp.gsa_email_error("prowjob-default-sa@my-build.iam.gserviceaccount.com") is None
+    assert gcp.gsa_email_error("123456789-compute@developer.gserviceaccount.com") is None
+    assert gcp.gsa_email_error("user@example.com")
+    assert gcp.gsa_email_error("serviceAccount:a@p.iam.gserviceaccount.com")
+
+
+def test_labels_and_bucket_prefix():
+    assert gcp.labels_error({"team": "build-a", "cost_center": ""}) is None
+    assert "key" in gcp.labels_error({"Team": "x"})
+    assert "value" in gcp.labels_error({"team": "A B"})
+    assert gcp.normalize_bucket("gs://results/") == "results"
+
+
+def test_crc32c_matches_the_castagnoli_check_value():
+    assert gcp.crc32c(b"123456789") == 0xE3069283
+    assert gcp.crc32c(b"") == 0

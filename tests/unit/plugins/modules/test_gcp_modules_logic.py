@@ -1,0 +1,128 @@
+"""The comparisons inside the GCP modules: what they decide to change, and what they refuse."""
+
+from __future__ import annotations
+
+from ansible_collections.prow.build_cluster.plugins.modules import gcs_bucket, gke_cluster, secret_manager_secret, workload_identity_binding
+
+# ---------------------------------------------------------------- secret_manager_secret
+
+
+def versions(*states):
+    """API version dicts, newest last in the arguments, numbered from 1."""
+    return [{"name": f"projects/1/secrets/s/versions/{n}", "state": s, "etag": f'"e{n}"'} for n, s in enumerate(states, 1)]
+
+
+def numbers(vs):
+    return sorted(secret_manager_secret.version_number(v) for v in vs)
+
+
+def test_pruning_keeps_the_newest_enabled_and_disables_older_enabled_ones():
+    vs = versions("ENABLED", "DISABLED", "ENABLED", "ENABLED", "ENABLED")
+    assert numbers(secret_manager_secret.plan_pruning(vs, 2, "disable")) == [1, 3]
+    assert numbers(secret_manager_secret.plan_pruning(vs, 2, "destroy")) == [1, 2, 3]
+
+
+def test_pruning_never_touches_versions_newer_than_the_kept_ones_nor_destroyed_ones():
+    vs = versions("DESTROYED", "ENABLED", "ENABLED", "DISABLED")  # v4 disabled by hand
+    assert numbers(secret_manager_secret.plan_pruning(vs, 1, "destroy")) == [2]
+    assert secret_manager_secret.plan_pruning(vs, None, "destroy") == []
+    assert secret_manager_secret.plan_pruning(vs, 5, "disable") == []
+
+
+def test_replication_forms():
+    assert secret_manager_secret.replication_body(None) == {"automatic": {}}
+    body = secret_manager_secret.replication_body(["us-east1", "europe-west1"])
+    assert secret_manager_secret.replication_of({"replication": body}) == ["europe-west1", "us-east1"]
+    assert secret_manager_secret.replication_of({"replication": {"automatic": {}}}) == []
+
+
+# ---------------------------------------------------------------- gke_cluster
+
+PARAMS = {"name": "build", "node_pool": "default-pool", "node_count": 5, "machine_type": "n1-standard-8",
+          "disk_size_gb": 100, "disk_type": "pd-ssd", "release_channel": None}
+POOL = "p-build.svc.id.goog"
+
+
+def cluster(pool=POOL, modes=("GKE_METADATA",), machine="n1-standard-8", channel="REGULAR"):
+    names = ["default-pool"] + [f"pool-{i}" for i in range(1, len(modes))]
+    return {
+        "workloadIdentityConfig": {"workloadPool": pool} if pool else None,
+        "releaseChannel": {"channel": channel},
+        "nodePools": [{"name": n, "config": {"machineType": machine, "diskSizeGb": 100, "diskType": "pd-ssd",
+                                             "workloadMetadataConfig": {"mode": m} if m else {}}}
+                      for n, m in zip(names, modes)],
+    }
+
+
+def test_a_matching_cluster_needs_nothing():
+    assert gke_cluster.plan_updates(PARAMS, cluster(), POOL) == []
+    assert gke_cluster.immutable_differences(PARAMS, cluster()) == []
+
+
+def test_workload_identity_first_then_every_pool_not_on_gke_metadata_one_by_one():
+    plan = gke_cluster.plan_updates(PARAMS, cluster(pool=None, modes=("GCE_METADATA", None, "GKE_METADATA")), POOL)
+    assert [step[:2] for step in plan] == [
+        ("enable Workload Identity", ""),
+        ("move node pool default-pool to GKE_METADATA", "/nodePools/default-pool"),
+        ("move node pool pool-1 to GKE_METADATA", "/nodePools/pool-1"),
+    ]
+    assert plan[0][2] == {"update": {"desiredWorkloadIdentityConfig": {"workloadPool": POOL}}}
+    assert plan[1][2] == {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}
+
+
+def test_another_projects_pool_is_replaced_and_the_channel_compared_only_when_given():
+    plan = gke_cluster.plan_updates(PARAMS, cluster(pool="other-proj.svc.id.goog"), POOL)
+    assert [step[0] for step in plan] == ["enable Workload Identity"]
+    plan = gke_cluster.plan_updates(dict(PARAMS, release_channel="STABLE"), cluster(), POOL)
+    assert plan == [("change the release channel", "", {"update": {"desiredReleaseChannel": {"channel": "STABLE"}}})]
+
+
+def test_fields_that_cannot_change_in_place_are_reported_not_ignored():
+    diffs = gke_cluster.immutable_differences(dict(PARAMS, disk_type="pd-standard"), cluster(machine="e2-medium"))
+    assert diffs == ["machine_type: the cluster has 'e2-medium', not 'n1-standard-8'",
+                     "disk_type: the cluster has 'pd-ssd', not 'pd-standard'"]
+    assert "does not exist" in gke_cluster.immutable_differences(dict(PARAMS, node_pool="jobs"), cluster())[0]
+
+
+def test_create_body_has_workload_identity_and_gke_metadata():
+    body = gke_cluster.create_body(dict(PARAMS, release_channel="REGULAR"), POOL)["cluster"]
+    assert body["workloadIdentityConfig"] == {"workloadPool": POOL}
+    assert body["nodePools"][0]["config"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+    assert body["nodePools"][0]["initialNodeCount"] == 5 and body["releaseChannel"] == {"channel": "REGULAR"}
+
+
+# ---------------------------------------------------------------- workload_identity_binding
+
+GSA = "job@p-build.iam.gserviceaccount.com"
+
+
+def ksa(annotation=None):
+    return {"metadata": {"annotations": {workload_identity_binding.ANNOTATION: annotation} if annotation else {}}}
+
+
+def test_ksa_annotation_is_set_corrected_and_removed_only_if_ours():
+    assert workload_identity_binding.ksa_patch(ksa(), GSA, True) == {"metadata": {"annotations": {workload_identity_binding.ANNOTATION: GSA}}}
+    assert workload_identity_binding.ksa_patch(ksa("old@p-build.iam.gserviceaccount.com"), GSA, True) is not None
+    assert workload_identity_binding.ksa_patch(ksa(GSA), GSA, True) is None
+    assert workload_identity_binding.ksa_patch(ksa(GSA), GSA, False) == {"metadata": {"annotations": {workload_identity_binding.ANNOTATION: None}}}
+    assert workload_identity_binding.ksa_patch(ksa("other@p.iam.gserviceaccount.com"), GSA, False) is None
+
+
+# ---------------------------------------------------------------- gcs_bucket
+
+BUCKET_PARAMS = {"uniform_bucket_level_access": True, "storage_class": None, "labels": None}
+
+
+def bucket(uniform=True, labels=None, storage_class="STANDARD"):
+    return {"location": "US", "storageClass": storage_class, "labels": labels or {},
+            "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": uniform}}}
+
+
+def test_bucket_patch_only_for_what_differs_and_labels_merge():
+    assert gcs_bucket.wanted_changes(BUCKET_PARAMS, bucket()) == {}
+    assert gcs_bucket.wanted_changes(BUCKET_PARAMS, bucket(uniform=False)) == {
+        "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}}}
+    params = dict(BUCKET_PARAMS, labels={"team": "a"})
+    assert gcs_bucket.wanted_changes(params, bucket(labels={"team": "a", "other": "kept"})) == {}
+    assert gcs_bucket.wanted_changes(params, bucket(labels={"other": "kept"})) == {"labels": {"team": "a"}}
+    assert gcs_bucket.wanted_changes(dict(BUCKET_PARAMS, storage_class="NEARLINE"), bucket()) == {"storageClass": "NEARLINE"}
