@@ -28,8 +28,8 @@ def bucket_members(gcp, bucket, role=ROLE):
 
 def test_bucket_check_real_check_real_and_absent_keeps_others(ansible, gcp, operator_env):
     bucket = make_bucket(ansible, gcp, operator_env)
-    crier = "serviceAccount:crier@prow-sandbox-prow.iam.gserviceaccount.com"
-    deck = "serviceAccount:deck@prow-sandbox-prow.iam.gserviceaccount.com"
+    crier = "serviceAccount:prow-crier@prow-sandbox-prow.iam.gserviceaccount.com"
+    deck = "serviceAccount:prow-deck@prow-sandbox-prow.iam.gserviceaccount.com"
     assert ansible.run(member_task(resource_type="bucket", resource=bucket, role=ROLE, member=deck), env=operator_env).changed == 1
     tasks = member_task(resource_type="bucket", resource=f"gs://{bucket}", role=ROLE, member=crier)
 
@@ -65,9 +65,9 @@ def test_project_service_account_and_secret_policies(ansible, gcp, operator_env)
     rotator = "serviceAccount:gencred-refresher@prow-sandbox-prow.iam.gserviceaccount.com"
     cases = [
         ({"resource_type": "project", "role": "roles/container.admin"}, f"POST /cloudresourcemanager/v1/projects/{gcp.build_project}:setIamPolicy"),
-        ({"resource_type": "service_account", "resource": "crier@prow-sandbox-prow.iam.gserviceaccount.com",
+        ({"resource_type": "service_account", "resource": "prow-crier@prow-sandbox-prow.iam.gserviceaccount.com",
           "role": "roles/iam.serviceAccountTokenCreator"},
-         "POST /iam/v1/projects/-/serviceAccounts/crier@prow-sandbox-prow.iam.gserviceaccount.com:setIamPolicy"),
+         "POST /iam/v1/projects/-/serviceAccounts/prow-crier@prow-sandbox-prow.iam.gserviceaccount.com:setIamPolicy"),
         ({"resource_type": "secret", "resource": f"projects/{gcp.prow_project}/secrets/{secret}",
           "role": "roles/secretmanager.secretVersionAdder"},
          f"POST /secretmanager/v1/projects/{gcp.prow_project}/secrets/{secret}:setIamPolicy"),
@@ -86,7 +86,7 @@ def test_project_service_account_and_secret_policies(ansible, gcp, operator_env)
 
 def test_survives_an_etag_race_and_a_503(ansible, gcp, operator_env):
     bucket = make_bucket(ansible, gcp, operator_env)
-    member = "serviceAccount:crier@prow-sandbox-prow.iam.gserviceaccount.com"
+    member = "serviceAccount:prow-crier@prow-sandbox-prow.iam.gserviceaccount.com"
     gcp.inject(kind="etag_race", path=f"/b/{bucket}/iam$", method="PUT", times=1)
     gcp.inject(kind="error", status=503, path=f"/b/{bucket}/iam$", method="GET", times=1)
     mark = gcp.mark()
@@ -99,7 +99,7 @@ def test_survives_an_etag_race_and_a_503(ansible, gcp, operator_env):
 
 def test_concurrent_runs_never_lose_a_binding(gcp, operator_env, tmp_path):
     members = [f"serviceAccount:{sa}@prow-sandbox-prow.iam.gserviceaccount.com"
-               for sa in ("crier", "deck", "prow-controller-manager", "external-secrets")]
+               for sa in ("prow-crier", "prow-deck", "prow-controller-manager", "external-secrets")]
     # The fake sleeps before it handles a request: slow writes make every run read the policy
     # (and its etag) before the first write lands, so all but one must re-read and retry.
     gcp.inject(kind="latency", delay=3.0, method="POST", path=f"/projects/{gcp.build_project}:setIamPolicy", times=len(members))
@@ -129,7 +129,7 @@ def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
     cases = [
         ({"resource_type": "bucket", "resource": "r", "role": ROLE, "member": "serviceAccount:x@p.iam.gserviceaccount.com"}, "bucket name"),
         ({"resource_type": "project", "role": "storage.objectAdmin", "member": "user:a@example.com"}, "roles/NAME"),
-        ({"resource_type": "project", "role": ROLE, "member": "crier@prow-sandbox-prow.iam.gserviceaccount.com"}, "no TYPE"),
+        ({"resource_type": "project", "role": ROLE, "member": "prow-crier@prow-sandbox-prow.iam.gserviceaccount.com"}, "no TYPE"),
         ({"resource_type": "project", "resource": "Prow_Project", "role": ROLE, "member": "user:a@example.com"}, "not a project ID"),
         ({"resource_type": "service_account", "resource": "crier", "role": ROLE, "member": "user:a@example.com"}, "service account email"),
         ({"resource_type": "secret", "resource": "a/b", "role": ROLE, "member": "user:a@example.com"}, "secret ID"),

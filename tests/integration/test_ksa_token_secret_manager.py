@@ -108,7 +108,7 @@ def test_secret_manager_errors_carry_status_and_message(ansible, tmp_path, gcp):
     """A caller without access: the module reports the resource, the HTTP status and Google's message."""
     secret_id = gcp.unique("kc")
     put_secret(gcp, gcp.prow_project, secret_id, "apiVersion: v1")
-    someone = next(who for who in gcp.fake.credentials if who.startswith("crier@"))  # no Secret Manager role
+    someone = next(who for who in gcp.fake.credentials if who.startswith("prow-crier@"))  # no Secret Manager role
     result = ansible.run([{"name": "merge", "prow.build_cluster.composite_kubeconfig": {
         "members": [{"secret": f"projects/{gcp.prow_project}/secrets/{secret_id}"}], "dest": str(tmp_path / "x")}}],
         env=gcp_env(gcp, someone)).task("merge")

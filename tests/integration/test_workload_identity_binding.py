@@ -155,7 +155,7 @@ def test_binding_and_the_job_chain_end_to_end(ansible, gcp, operator_env):
 def test_wrong_pool_and_bad_inputs_fail_before_any_write(ansible, gcp, operator_env):
     name = gcp.unique("nowi")
     gke = f"projects/{gcp.build_project}/locations/{LOCATION}/clusters/{name}"
-    gsa = f"crier@{gcp.prow_project}.iam.gserviceaccount.com"
+    gsa = f"prow-crier@{gcp.prow_project}.iam.gserviceaccount.com"
     mark = gcp.mark()
     for args, message in [
         ({"gke": gke, "gcp_service_account": "crier"}, "not a Google service account email"),

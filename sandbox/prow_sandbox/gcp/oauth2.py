@@ -26,6 +26,7 @@ def tokeninfo(ctx: Ctx) -> dict[str, Any]:
 
 
 ROUTES = [
-    Route("oauth2", "/token", ("POST",), token, public=True),
+    # Issuing a token changes no resource: not a write in the request log.
+    Route("oauth2", "/token", ("POST",), token, public=True, write=False),
     Route("oauth2", "/tokeninfo", ("GET", "POST"), tokeninfo, public=True, write=False),
 ]

@@ -54,8 +54,8 @@ USERS = (OPERATOR_USER, "someone-else@prow-sandbox.test")
 SERVICE_ACCOUNTS = (
     # Prow's control plane (CONTROL_PLANE_SA): need objectAdmin on results buckets and,
     # for the exec-plugin model, container.developer on build projects.
-    SeedAccount(PROW_PROJECT, "crier", "Prow crier"),
-    SeedAccount(PROW_PROJECT, "deck", "Prow deck"),
+    SeedAccount(PROW_PROJECT, "prow-crier", "Prow crier"),
+    SeedAccount(PROW_PROJECT, "prow-deck", "Prow deck"),
     SeedAccount(PROW_PROJECT, "prow-controller-manager", "Prow controller manager"),
     # The kubeconfig rotation job (gencred-refresher upstream): container.admin on build
     # projects, versions.add on the GSM secret.

@@ -99,4 +99,5 @@ def _verify(token: str, jwks: dict[str, Any], issuer: str, pool: str) -> dict[st
         raise OAuthError("invalid_grant", f"Unable to parse the ID Token: {exc}.") from None
 
 
-ROUTES = [Route("sts", "/v1/token", ("POST",), exchange_token, public=True)]
+# A token exchange changes no resource: not a write in the request log.
+ROUTES = [Route("sts", "/v1/token", ("POST",), exchange_token, public=True, write=False)]
