@@ -1,0 +1,251 @@
+"""The product, end to end: playbooks/onboard.yml, verify.yml and rotate.yml against a whole sandbox.
+
+One sandbox for the module (a Prow kube-apiserver with the real ESO/KES CRDs, and the GCP
+fake, whose GKE API starts the build cluster's apiserver), driven exactly as a user does:
+``ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml`` with the sandbox's env.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prow_sandbox.kube import audit_events
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CRDS = REPO.parent / "shared" / "crds"
+VARS = REPO / "examples" / "sandbox-vars.yml"
+# Reviews persist nothing, and a server-side dry run (how kubernetes.core plans an apply)
+# changes nothing: neither is a write.
+REVIEWS = {"tokenreviews", "selfsubjectaccessreviews", "subjectaccessreviews"}
+
+
+@pytest.fixture(scope="module", name="sandbox")
+def fixture_sandbox(tmp_path_factory):
+    state = tmp_path_factory.mktemp("sandbox")
+    cli = [str(BIN / "prow-sandbox"), "--state-dir", str(state)]
+    subprocess.run([*cli, "up"], check=True, capture_output=True, text=True)
+    try:
+        env = read_env(state / "env")
+        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side", "-f", str(CRDS)],
+                       check=True, capture_output=True, text=True)
+        yield state, env
+    finally:
+        subprocess.run([*cli, "down"], check=False, capture_output=True, text=True)
+
+
+def read_env(path):
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+def playbook(env, name, *args):
+    run_env = dict(os.environ, **env, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                   PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / name), *args],
+                          capture_output=True, text=True, env=run_env, cwd=REPO, check=False)
+
+
+def recap(proc):
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("localhost"))
+    return {k: int(v) for k, v in (item.split("=") for item in line.split()[2:])}
+
+
+def gcp_writes(state, since):
+    writes = []
+    for line in (state / "gcp" / "requests.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["write"] and event["time"] >= since.isoformat(timespec="milliseconds"):
+            writes.append(f"{event['method']} {event['path']}")
+    return writes
+
+
+def kube_writes(state, since):
+    """Client writes every cluster of the sandbox received since ``since``.
+
+    An empty answer proves nothing if read before the audit backend caught up, so each
+    cluster first gets a sentinel write, and the log is polled until it shows up.
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    from prow_sandbox.kube import list_clusters  # pylint: disable=import-outside-toplevel
+
+    writes = []
+    for cluster in list_clusters(state):
+        sentinel = f"audit-sentinel-{uuid.uuid4().hex[:8]}"
+        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "-n", "kube-system",
+                        "create", "configmap", sentinel], check=True, capture_output=True)
+        deadline = time.monotonic() + 10
+        while True:
+            events = audit_events(cluster, since=since)
+            if any((e.get("objectRef") or {}).get("name") == sentinel for e in events):
+                break
+            assert time.monotonic() < deadline, f"{cluster.name}: the audit log never showed {sentinel}"
+            time.sleep(0.1)
+        for event in events:
+            ref = event.get("objectRef") or {}
+            if ref.get("name") == sentinel or ref.get("resource") in REVIEWS or "dryRun=All" in event["requestURI"]:
+                continue
+            if (event.get("user") or {}).get("username") == "system:apiserver":
+                continue  # the apiserver's own bookkeeping, not a client's
+            writes.append(f"{cluster.name}: {event['verb']} {event['requestURI']}")
+    return writes
+
+
+@pytest.fixture(scope="module", name="onboarded")
+def fixture_onboarded(sandbox):
+    state, env = sandbox
+    since = datetime.now(timezone.utc)
+    first = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    first.since = since
+    return state, env, first
+
+
+def test_first_run_onboards_and_the_write_counters_see_it(onboarded):
+    state, _env, first = onboarded
+    assert recap(first)["changed"] > 0
+    assert recap(first)["failed"] == 0
+    # The counters the no-op assertions rely on do see real writes.
+    gcp = gcp_writes(state, first.since)
+    kube = kube_writes(state, first.since)
+    assert any("/clusters" in w for w in gcp) and any(":addVersion" in w for w in gcp)
+    assert any("clusterrolebindings" in w for w in kube) and any("externalsecrets" in w for w in kube)
+
+
+def test_second_run_changes_nothing_and_writes_nothing(onboarded):
+    state, env, _first = onboarded
+    since = datetime.now(timezone.utc)
+    second = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert recap(second)["changed"] == 0, second.stdout[-4000:]
+    assert gcp_writes(state, since) == []
+    assert kube_writes(state, since) == []
+
+
+def test_check_mode_on_an_onboarded_cluster_predicts_no_change(onboarded):
+    _state, env, _first = onboarded
+    check = playbook(env, "onboard.yml", "-e", f"@{VARS}", "--check", "--diff")
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert recap(check)["changed"] == 0
+
+
+def test_no_token_in_output_or_outputs_outside_0600_files(onboarded):
+    state, env, first = onboarded
+    composite = state / "out" / "composite.kubeconfig"
+    assert oct(composite.stat().st_mode & 0o777) == "0o600"
+    token = yaml.safe_load(composite.read_text())["users"][0]["user"]["token"]
+    assert token not in first.stdout + first.stderr
+    for path in (state / "out").rglob("*"):
+        if path.is_file() and path != composite:
+            assert token not in path.read_text(), path
+
+
+def test_the_external_secret_is_accepted_by_the_real_eso_crd(onboarded):
+    _state, env, _first = onboarded
+    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io",
+                          "-n", "default", "kubeconfig-build-sandbox", "-o", "json"], capture_output=True, text=True, check=True)
+    spec = json.loads(got.stdout)["spec"]
+    assert spec["data"][0]["remoteRef"]["key"] == "prow_build_cluster_kubeconfig_build-sandbox"
+    assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "prow-gsm"}
+
+
+def test_the_generated_kubeconfig_works_with_kubectl(onboarded):
+    state, _env, _first = onboarded
+    composite = str(state / "out" / "composite.kubeconfig")
+
+    def kubectl(*args):
+        return subprocess.run([str(BIN / "kubectl"), "--kubeconfig", composite, "--context", "build-sandbox", *args],
+                              capture_output=True, text=True, check=False)
+
+    assert kubectl("get", "pods", "--all-namespaces").returncode == 0
+    for verb in ("create", "delete", "list", "watch", "get", "patch"):
+        answer = kubectl("auth", "can-i", verb, "pods", "-n", "test-pods")
+        assert answer.stdout.strip() == "yes", (verb, answer.stdout, answer.stderr)
+    assert "system:serviceaccount:default:serviceaccount-cluster-admin" in kubectl("auth", "whoami").stdout
+
+
+def test_verify_proves_the_credential_and_the_workload_identity_chain(onboarded):
+    _state, env, _first = onboarded
+    verified = playbook(env, "verify.yml", "-e", f"@{VARS}")
+    assert verified.returncode == 0, verified.stdout[-4000:]
+    for link in ("token: authenticates", "permissions: may create", "STS exchange", "bucket write: prowjob-default-sa@"):
+        assert link in verified.stdout
+
+
+def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
+    state, env, _first = onboarded
+    since = datetime.now(timezone.utc)
+    kept = playbook(env, "rotate.yml", "-e", f"@{VARS}")
+    assert kept.returncode == 0 and recap(kept)["changed"] == 0, kept.stdout[-3000:]
+    assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
+
+    before = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
+    forced = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "force_rotation=true")
+    assert forced.returncode == 0, forced.stdout[-3000:]
+    assert any(w.endswith(":addVersion") for w in gcp_writes(state, since))
+    after = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
+    assert after != before
+    assert before not in forced.stdout and after not in forced.stdout
+    verified = playbook(env, "verify.yml", "-e", f"@{VARS}")
+    assert verified.returncode == 0, verified.stdout[-3000:]
+
+
+def bad_vars(tmp_path, mutate):
+    doc = yaml.safe_load(VARS.read_text())
+    mutate(doc)
+    path = tmp_path / f"vars-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def set_in(path, value):
+    def mutate(doc):
+        target = doc
+        for key in path[:-1]:
+            target = target[key]
+        if value is KeyError:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate", "message"),
+    [
+        ("missing build_clusters", set_in(["build_clusters"], KeyError), "build_clusters"),
+        ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "aliases must be unique lowercase DNS labels"),
+        ("72h token on GKE", set_in(["build_clusters", 0, "token_duration"], "72h"), "on GKE a token lives at most 48h"),
+        ("bucket that does not exist",
+         lambda doc: doc["prow"].update(bucket="no-such-bucket-4242", create_bucket=False), "no-such-bucket-4242"),
+        ("unreachable cluster",
+         lambda doc: doc["build_clusters"].__setitem__(0, {"alias": "far", "project": "prow-sandbox-build",
+                                                           "kubeconfig": str(Path(__file__).parent / "data" / "unreachable.kubeconfig")}),
+         "cannot reach https://127.0.0.1:1"),
+    ],
+)
+def test_bad_input_fails_first_with_one_message_and_changes_nothing(sandbox, tmp_path, case, mutate, message):
+    state, env = sandbox
+    since = datetime.now(timezone.utc)
+    run = playbook(env, "onboard.yml", "-e", f"@{bad_vars(tmp_path, mutate)}")
+    assert run.returncode != 0, case
+    assert message in run.stdout, run.stdout[-3000:]
+    assert recap(run)["changed"] == 0 and recap(run)["failed"] == 1
+    failed_task = [l for l in run.stdout.splitlines() if l.startswith("TASK [")][-1]
+    assert "Check" in failed_task, failed_task  # a pre-flight check, before any other task
+    assert gcp_writes(state, since) == []
+    assert kube_writes(state, since) == []
