@@ -1,31 +1,54 @@
 #!/usr/bin/env bash
-# make demo: the main job against the local sandbox.
-#   1. start the sandbox (a Prow cluster and a fake GCP project; docs/sandbox.md)
+# make demo: the main job against the local sandbox, on a fresh machine.
+#   1. start the sandbox: a Prow cluster (with the real External Secrets CRDs) and a fake
+#      GCP project; the build cluster is created through the fake GKE API
 #   2. ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
-#   3. the same again, which must report changed=0
-#   4. playbooks/verify.yml, then print where the outputs are
+#   3. the same again: it must report changed=0
+#   4. playbooks/verify.yml, then where the outputs are
+# The sandbox keeps running afterwards, for a look around; `make sandbox-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f playbooks/onboard.yml ]; then
-  cat >&2 <<'MSG'
-make demo: playbooks/onboard.yml does not exist yet.
-The onboarding roles and playbooks are still being built (see docs/architecture.md for
-what exists today). Meanwhile `make sandbox` starts the local sandbox, and `make test`
-runs every check that exists.
-MSG
-  exit 2
+BIN=$PWD/.venv/bin
+export SANDBOX_DIR=${SANDBOX_DIR:-$PWD/.sandbox}
+export ANSIBLE_CONFIG=$PWD/ansible.cfg
+export PATH=$BIN:$PATH
+CRDS=$PWD/../shared/crds
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Starting the sandbox in $SANDBOX_DIR"
+prow-sandbox up
+# shellcheck disable=SC1091
+source "$SANDBOX_DIR/env"
+if [ -d "$CRDS" ]; then
+  kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side -f "$CRDS" >/dev/null
+else
+  echo "demo: $CRDS not found; the External Secrets CRDs are needed in the Prow cluster" >&2
+  exit 1
 fi
 
-make --no-print-directory sandbox
-# shellcheck disable=SC1091
-source "${SANDBOX_DIR:-.sandbox}/env"
-
-echo "==> first onboarding run"
+step "First onboarding run"
 ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
-echo "==> second run: must change nothing"
-ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml | tee "${SANDBOX_DIR}/demo-rerun.log"
-grep -Eq 'changed=0 ' "${SANDBOX_DIR}/demo-rerun.log" || { echo "demo: the second run changed something" >&2; exit 1; }
-echo "==> verify"
+
+step "Second run: must change nothing"
+ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml | tee "$SANDBOX_DIR/demo-rerun.log"
+if ! grep -Eq '^localhost +: .*changed=0 .*failed=0' "$SANDBOX_DIR/demo-rerun.log"; then
+  echo "demo: the second run changed something" >&2
+  exit 1
+fi
+
+step "Verifying: Prow's credential and the jobs' Workload Identity chain"
 ansible-playbook playbooks/verify.yml -e @examples/sandbox-vars.yml
-echo "==> outputs are in ${SANDBOX_DIR}/out"
+
+step "Done"
+cat <<MSG
+Outputs:
+  $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
+  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits (decoration entry, mounts,
+                                                ExternalSecret, rotation periodic and CronJob)
+  $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
+  $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
+Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
+Stop the sandbox with: make sandbox-down
+MSG
