@@ -96,3 +96,23 @@ def test_execution_environment_definition_builds_a_context(installed, tmp_path):
     assert f"collections/{tarball.name}" in names and "kubernetes.core" in names
     assert (context / "_build" / "collections" / tarball.name).exists()
     assert "kubernetes==" in (context / "_build" / "requirements.txt").read_text()
+
+
+@pytest.mark.parametrize("example", ["vars.yml", "sandbox-vars.yml"])
+def test_example_variables_pass_the_playbooks_argument_spec(ansible, example):
+    spec = yaml.safe_load((REPO / "playbooks" / "vars" / "spec.yml").read_text())["argument_spec"]
+    doc = yaml.safe_load((REPO / "examples" / example).read_text())
+    run = ansible.run([{"name": "validate", "ansible.builtin.validate_argument_spec": {
+        "argument_spec": spec, "provided_arguments": {"prow": doc["prow"], "build_clusters": doc["build_clusters"]}}}],
+        env={"PROW_KUBECONFIG": "/dev/null", "SANDBOX_DIR": "/tmp"})
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert not run.task("validate").get("failed")
+
+
+def test_the_argument_spec_rejects_what_the_examples_do_not_allow(ansible):
+    spec = yaml.safe_load((REPO / "playbooks" / "vars" / "spec.yml").read_text())["argument_spec"]
+    run = ansible.run([{"name": "validate", "ansible.builtin.validate_argument_spec": {
+        "argument_spec": spec, "provided_arguments": {"prow": {"project": "p"}, "build_clusters": [{"alias": "a"}]}}}])
+    result = run.task("validate")
+    assert result["failed"] is True
+    assert "bucket" in result["msg"] and "project" in result["msg"]
