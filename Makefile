@@ -86,6 +86,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/prow-sandbox bench-kube
+	$(BIN)/prow-sandbox bench
 
 clean: sandbox-down
 	rm -rf build tests/output .pytest_cache

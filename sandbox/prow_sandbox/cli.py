@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
-from . import bench, build, kube
+from . import bench, bench_onboard, build, kube
 
 SANDBOX_CLUSTERS = ("prow", "build")
 
@@ -158,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("name")
     bench_parser = sub.add_parser("bench-kube", help="time to /readyz and RSS per cluster")
     bench_parser.add_argument("--clusters", type=int, default=2)
+    onboard_bench = sub.add_parser(
+        "bench", help="onboard, no-op re-run and rotation for 1 and 5 clusters vs a bare-script floor")
+    onboard_bench.add_argument("--clusters", default="1,5", help="comma-separated cluster counts (default 1,5)")
+    onboard_bench.add_argument("--output", type=Path, default=bench_onboard.DEFAULT_OUTPUT,
+                               help="markdown file for the results (default docs/bench.md)")
+    onboard_bench.add_argument("--no-write", action="store_true", help="print only")
+    onboard_bench.add_argument("--keep", action="store_true", help="keep logs and probe records")
+    onboard_bench.add_argument("--ansible-env", action="append", default=[], metavar="KEY=VALUE",
+                               help="extra environment for ansible-playbook, e.g. ANSIBLE_PIPELINING=1")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="prow-sandbox: %(message)s")
@@ -182,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped {args.name}" if kube.stop_cluster(args.name, state)
                   else f"{args.name} was not running")
             return 0
+        if args.command == "bench":
+            return bench_onboard.main([int(n) for n in args.clusters.split(",")],
+                                      None if args.no_write else args.output, args.keep,
+                                      dict(kv.split("=", 1) for kv in args.ansible_env))
         return bench.main(args.clusters)
     except kube.ClusterStartError as exc:
         print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)
