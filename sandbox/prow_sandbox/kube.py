@@ -35,6 +35,7 @@ from . import build, pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+PORT_ATTEMPTS = 3
 READY_TIMEOUT = 90.0
 STOP_GRACE = 20.0
 ADMIN_USER = "sandbox-admin"
@@ -355,8 +356,6 @@ def start_cluster(
         cdir.mkdir(parents=True)
 
         pairs = _write_pki(cdir)
-        port, etcd_port, etcd_peer_port = _free_ports(3)
-        server = f"https://127.0.0.1:{port}"
         # Unique per cluster, so a token of one cluster never validates in another.
         issuer = f"https://kubernetes.default.svc.{name}"
         (cdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY), encoding="utf-8")
@@ -364,38 +363,41 @@ def start_cluster(
             # Plain http is fine on loopback; the GCP fake serves all its APIs that way.
             webhook = _kubeconfig("webhook", {"server": authn_webhook_url}, {})
             (cdir / "authn-webhook.kubeconfig").write_text(webhook, encoding="utf-8")
-        admin = _kubeconfig(
-            name,
-            {"server": server, "certificate-authority-data": _b64(pairs["ca"].cert_pem)},
-            {"client-certificate-data": _b64(pairs["admin"].cert_pem),
-             "client-key-data": _b64(pairs["admin"].key_pem)},
-        )
-        pki.write_private(cdir / "kubeconfig", admin.encode())
-
-        argv = [
-            str(binary),
-            f"--etcd-dir={cdir / 'etcd'}",
-            f"--etcd-port={etcd_port}",
-            f"--etcd-peer-port={etcd_peer_port}",
-            "--",
-            *_apiserver_flags(cdir, port, etcd_port, issuer, authn_webhook_url),
-            *extra_args,
-        ]
-        started = time.monotonic()
-        with open(cdir / "server.log", "ab") as server_log:
-            # A new session detaches the server from our terminal and process group, so
-            # it outlives `prow-sandbox up` and a Ctrl-C there does not reach it.
-            proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                argv, cwd=cdir, stdin=subprocess.DEVNULL, stdout=server_log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+        # A free port is only free when it is probed: another sandbox on the machine (a
+        # parallel test run, a GKE cluster the fake is starting) may take it before the
+        # apiserver binds. Then try again on other ports.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port, etcd_port, etcd_peer_port = _free_ports(3)
+            server = f"https://127.0.0.1:{port}"
+            admin = _kubeconfig(
+                name,
+                {"server": server, "certificate-authority-data": _b64(pairs["ca"].cert_pem)},
+                {"client-certificate-data": _b64(pairs["admin"].cert_pem),
+                 "client-key-data": _b64(pairs["admin"].key_pem)},
             )
-        _children[proc.pid] = proc
-        (cdir / "pid").write_text(f"{proc.pid}\n", encoding="utf-8")
-        try:
-            _wait_ready(cdir, proc.pid, port, timeout)
-        except BaseException:
-            _stop_process(cdir)
-            raise
+            pki.write_private(cdir / "kubeconfig", admin.encode())
+            argv = [
+                str(binary),
+                f"--etcd-dir={cdir / 'etcd'}",
+                f"--etcd-port={etcd_port}",
+                f"--etcd-peer-port={etcd_peer_port}",
+                "--",
+                *_apiserver_flags(cdir, port, etcd_port, issuer, authn_webhook_url),
+                *extra_args,
+            ]
+            started = time.monotonic()
+            proc = _launch(argv, cdir)
+            try:
+                _wait_ready(cdir, proc.pid, port, timeout)
+                break
+            except ClusterStartError:
+                _stop_process(cdir)
+                if attempt == PORT_ATTEMPTS or not _port_taken(cdir / "server.log"):
+                    raise
+                shutil.rmtree(cdir / "etcd", ignore_errors=True)
+            except BaseException:
+                _stop_process(cdir)
+                raise
         cluster = Cluster(
             name=name,
             server=server,
@@ -413,6 +415,28 @@ def start_cluster(
         record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cluster).items()}
         (cdir / "cluster.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return cluster
+
+
+def _launch(argv: list[str], cdir: Path) -> subprocess.Popen:
+    """Start the kube-sandbox process detached, logging to server.log; record its PID."""
+    with open(cdir / "server.log", "ab") as server_log:
+        # A new session detaches the server from our terminal and process group, so
+        # it outlives `prow-sandbox up` and a Ctrl-C there does not reach it.
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            argv, cwd=cdir, stdin=subprocess.DEVNULL, stdout=server_log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    (cdir / "pid").write_text(f"{proc.pid}\n", encoding="utf-8")
+    return proc
+
+
+def _port_taken(server_log: Path) -> bool:
+    """Whether the last start failed because a port was taken between probe and bind."""
+    try:
+        return "address already in use" in server_log.read_text(encoding="utf-8", errors="replace")[-20000:]
+    except FileNotFoundError:
+        return False
 
 
 def _stop_process(cdir: Path, grace: float = STOP_GRACE) -> bool:

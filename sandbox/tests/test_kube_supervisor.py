@@ -120,3 +120,32 @@ def test_a_recycled_pid_is_never_taken_for_a_cluster(tmp_path):
     }))
     assert kube.get_cluster("stale", tmp_path) is None
     assert kube.stop_cluster("stale", tmp_path) is False  # and we are still alive to assert it
+
+
+def test_a_port_taken_between_probe_and_bind_is_retried_on_other_ports(tmp_path, monkeypatch):
+    import socket  # pylint: disable=import-outside-toplevel
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_ports = kube._free_ports  # pylint: disable=protected-access
+    calls = []
+
+    def first_one_taken(count):
+        calls.append(count)
+        ports = real_free_ports(count)
+        return [taken, *ports[1:]] if len(calls) == 1 else ports
+
+    monkeypatch.setattr(kube, "_free_ports", first_one_taken)
+    try:
+        cluster = kube.start_cluster("portrace", tmp_path)
+        try:
+            assert len(calls) == 2, "the start must have been retried once"
+            assert not cluster.server.endswith(f":{taken}")
+            assert kube.is_ready(cluster)
+            assert "address already in use" in cluster.server_log.read_text()
+        finally:
+            kube.stop_cluster("portrace", tmp_path)
+    finally:
+        squatter.close()
