@@ -42,8 +42,15 @@ options:
     description:
       - The principal, for example C(serviceAccount:EMAIL), C(user:EMAIL), C(group:EMAIL), C(domain:DOMAIN),
         or C(serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]) for a Kubernetes service account.
+      - Exactly one of O(member) and O(members) is required.
     type: str
-    required: true
+  members:
+    description:
+      - Several principals for the same role, added or removed in one read-modify-write of the policy
+        (one module run and one policy read instead of one per member).
+      - Exactly one of O(member) and O(members) is required.
+    type: list
+    elements: str
   condition:
     description:
       - An IAM condition; the binding is then the one of O(role) with exactly this condition.
@@ -78,6 +85,16 @@ EXAMPLES = r"""
     resource: my-build-project
     role: roles/storage.objectAdmin
     member: serviceAccount:prowjob-default-sa@my-build-project.iam.gserviceaccount.com
+
+- name: Let the jobs' GSA and Prow's crier and deck write results, in one policy update
+  prow.build_cluster.gcp_iam_member:
+    resource_type: bucket
+    resource: my-prow-results
+    role: roles/storage.objectAdmin
+    members:
+      - serviceAccount:prowjob-default-sa@my-build-project.iam.gserviceaccount.com
+      - serviceAccount:prow-crier@my-prow-project.iam.gserviceaccount.com
+      - serviceAccount:prow-deck@my-prow-project.iam.gserviceaccount.com
 
 - name: Let the rotation job admin the cluster's project
   prow.build_cluster.gcp_iam_member:
@@ -164,7 +181,8 @@ def main():
             resource_type={"type": "str", "required": True, "choices": ["project", "service_account", "bucket", "secret"]},
             resource={"type": "str"},
             role={"type": "str", "required": True},
-            member={"type": "str", "required": True},
+            member={"type": "str"},
+            members={"type": "list", "elements": "str"},
             condition={"type": "dict", "options": {
                 "title": {"type": "str", "required": True},
                 "expression": {"type": "str", "required": True},
@@ -172,21 +190,33 @@ def main():
             }},
             state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         ),
-        mutually_exclusive=GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=GCP_AUTH_MUTUALLY_EXCLUSIVE + [("member", "members")],
+        required_one_of=[("member", "members")],
         supports_check_mode=True,
     )
     params = module.params
-    role, member, condition = params["role"], params["member"], params["condition"]
-    error = first_error(iam.role_error(role), iam.member_error(member), iam.condition_error(condition))
+    role, condition = params["role"], params["condition"]
+    members = [params["member"]] if params["member"] is not None else params["members"]
+    if not members:
+        module.fail_json(msg="members: give at least one principal")
+    error = first_error(iam.role_error(role), *(iam.member_error(m) for m in members), iam.condition_error(condition))
     if error:
         module.fail_json(msg=error)
     gcp = GcpSession(module)
     target = target_for(module, gcp)
 
     change = iam.add_member if params["state"] == "present" else iam.remove_member
+
+    def change_all(policy):
+        changed = False
+        for member in members:
+            policy, changed_one = change(policy, role, member, condition)
+            changed = changed or changed_one
+        return policy, changed
+
     try:
         before, after, changed = update_policy(
-            gcp, target, lambda policy: change(policy, role, member, condition),
+            gcp, target, change_all,
             check_mode=module.check_mode, retry_on=member_not_yet_visible,
         )
     except ApiError as err:

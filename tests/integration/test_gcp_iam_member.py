@@ -57,6 +57,35 @@ def test_bucket_check_real_check_real_and_absent_keeps_others(ansible, gcp, oper
     assert bucket_members(gcp, bucket, "roles/storage.legacyBucketOwner") == legacy
 
 
+def test_several_members_in_one_policy_write(ansible, gcp, operator_env):
+    bucket = make_bucket(ansible, gcp, operator_env)
+    members = ["serviceAccount:prow-crier@prow-sandbox-prow.iam.gserviceaccount.com",
+               "serviceAccount:prow-deck@prow-sandbox-prow.iam.gserviceaccount.com"]
+    tasks = member_task(resource_type="bucket", resource=bucket, role=ROLE, members=members)
+
+    mark = gcp.mark()
+    real = ansible.run(tasks, env=operator_env)
+    assert real.task(TASK)["changed"] is True, real.stdout
+    assert gcp_writes(gcp, mark) == [f"PUT /storage/storage/v1/b/{bucket}/iam"], "one write for both members"
+    assert bucket_members(gcp, bucket) == set(members)
+
+    mark = gcp.mark()
+    assert ansible.run(tasks, env=operator_env).task(TASK)["changed"] is False
+    assert gcp_writes(gcp, mark) == []
+
+    gone = ansible.run(member_task(resource_type="bucket", resource=bucket, role=ROLE, members=members, state="absent"), env=operator_env)
+    assert gone.task(TASK)["changed"] is True
+    assert bucket_members(gcp, bucket) == set()
+
+
+def test_member_and_members_are_exclusive_and_one_is_required(ansible, operator_env):
+    both = ansible.run(member_task(resource_type="project", role=ROLE, member="user:a@example.com",
+                                   members=["user:b@example.com"]), env=operator_env)
+    assert "mutually exclusive: member|members" in both.task(TASK)["msg"]
+    none = ansible.run(member_task(resource_type="project", role=ROLE), env=operator_env)
+    assert "one of the following is required: member, members" in none.task(TASK)["msg"]
+
+
 def test_project_service_account_and_secret_policies(ansible, gcp, operator_env):
     secret = gcp.unique("iam-secret")
     setup = ansible.run([{"name": "s", "prow.build_cluster.secret_manager_secret": {"name": secret, "project": gcp.prow_project}}],
