@@ -62,8 +62,10 @@ sanity: build
 units: setup
 	$(PYTEST) tests/unit
 
+# Two runs: each tree has its own conftest.py, and test modules import helpers from it.
 integration: setup
-	$(PYTEST) sandbox/tests tests/integration
+	$(PYTEST) sandbox/tests
+	$(PYTEST) tests/integration
 
 # Every scenario under molecule/ (delegated driver against the local sandbox).
 molecule: setup
