@@ -29,6 +29,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
     call_with_retry,
     require_tenacity,
 )
+from ansible_collections.prow.build_cluster.plugins.module_utils.kubeconfig_source import hide_credentials
 
 K8S_AUTH_ARGSPEC = {
     "kubeconfig": {"type": "raw", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG"])},
@@ -55,12 +56,8 @@ def parse_gke_name(value):
 
 def hide_kubeconfig_secrets(module, kubeconfig):
     """Mask credentials of a kubeconfig given as a dict wherever Ansible prints (kubernetes.core#1014)."""
-    if not isinstance(kubeconfig, dict):
-        return
-    for user in kubeconfig.get("users") or []:
-        for key, value in (user.get("user") or {}).items():
-            if key in ("token", "client-key-data", "password") and value:
-                module.no_log_values.add(value)
+    if isinstance(kubeconfig, dict):
+        hide_credentials(module, kubeconfig)
 
 
 class K8sClient:
