@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import datetime, timezone
-
-from prow_sandbox.kube import audit_events
 
 TASK = "namespace"
 
 
-def writes(cluster, since, name):
-    time.sleep(0.5)  # the audit backend writes just after the response
-    return [e for e in audit_events(cluster, since=since) if (e.get("objectRef") or {}).get("name") == name]
-
-
-def test_check_real_check_real(ansible, kube_cluster):
+def test_check_real_check_real(ansible, kube_cluster, audit):
     name = f"pods-{uuid.uuid4().hex[:8]}"
     task = [{"name": TASK, "prow.build_cluster.k8s_namespace": {
         "kubeconfig": str(kube_cluster.kubeconfig), "name": name, "labels": {"prow.k8s.io/pods": "true"}}}]
-    start = datetime.now(timezone.utc)
+    start = audit.now()
 
     check = ansible.run(task, check=True, diff=True)
     assert check.task(TASK)["changed"] is True
-    assert writes(kube_cluster, start, name) == []
+    assert audit.writes_since(start, names=[name]) == []
 
     real = ansible.run(task, diff=True)
     result = real.task(TASK)
     assert result["changed"] is True
     assert result["namespace"]["labels"]["prow.k8s.io/pods"] == "true"
-    assert len(writes(kube_cluster, start, name)) == 1
+    assert len(audit.writes_since(start, names=[name])) == 1
 
-    after_create = datetime.now(timezone.utc)
+    after_create = audit.now()
     for mode in ({"check": True}, {}):
         again = ansible.run(task, **mode)
         assert again.task(TASK)["changed"] is False
-    assert writes(kube_cluster, after_create, name) == []
+    assert audit.writes_since(after_create, names=[name]) == []
 
 
 def test_adds_missing_labels_and_keeps_others(ansible, kube_cluster, kube_client):
@@ -53,14 +44,14 @@ def test_adds_missing_labels_and_keeps_others(ansible, kube_cluster, kube_client
     assert labels["team"] == "a" and labels["prow"] == "jobs"
 
 
-def test_invalid_name_fails_before_any_call(ansible, kube_cluster):
-    start = datetime.now(timezone.utc)
+def test_invalid_name_fails_before_any_call(ansible, kube_cluster, audit):
+    start = audit.now()
     run = ansible.run([{"name": TASK, "prow.build_cluster.k8s_namespace": {
         "kubeconfig": str(kube_cluster.kubeconfig), "name": "Test_Pods"}}])
     result = run.task(TASK)
     assert result["failed"] is True
     assert "namespace 'Test_Pods' is not a valid name" in result["msg"]
-    assert writes(kube_cluster, start, "Test_Pods") == []
+    assert audit.writes_since(start) == []
 
 
 def test_unreachable_cluster_is_a_clear_error(ansible, tmp_path, kube_cluster):
