@@ -140,6 +140,21 @@ def error_from_response(response, resource):
                     url=response.request.url, reason=reason, body=body)
 
 
+# Credentials and HTTP sessions by auth settings, for this process. A module process makes
+# one GcpSession; the plan module makes one per call it checks, and loading a service
+# account key and fetching a token each time would be most of its time.
+_SHARED = {}
+
+
+def _auth_key(params, endpoints):
+    contents = params.get("service_account_contents")
+    return json.dumps([
+        params.get("auth_kind"), params.get("access_token"), params.get("service_account_file"),
+        contents if isinstance(contents, str) else json.dumps(contents, sort_keys=True),
+        params.get("impersonate_service_account"), params.get("scopes"), sorted(endpoints.items()),
+    ])
+
+
 class GcpSession:
     """Authorised access to Google REST APIs for one module run."""
 
@@ -156,18 +171,21 @@ class GcpSession:
         except ValueError as exc:
             module.fail_json(msg=str(exc))
         self.project = params.get("project")
-        self._credentials = None
-        self._session = None
+        self._shared = _SHARED.setdefault(_auth_key(params, self.endpoints), {})
 
     # -- credentials -------------------------------------------------------------
     @property
     def credentials(self):
-        if self._credentials is None:
-            self._credentials = self._load_credentials()
-        return self._credentials
+        if "credentials" not in self._shared:
+            self._shared["credentials"] = self._load_credentials()
+        creds, default_project = self._shared["credentials"]
+        self.project = self.project or default_project
+        return creds
 
     def _load_credentials(self):
+        """(credentials, the default project of application default credentials or None)."""
         params = self.module.params
+        default_project = None
         scopes = params.get("scopes") or [CLOUD_PLATFORM_SCOPE]
         kind = params.get("auth_kind") or "application"
         try:
@@ -186,7 +204,6 @@ class GcpSession:
                     self.module.fail_json(msg="auth_kind=serviceaccount needs service_account_file or service_account_contents")
             else:
                 creds, default_project = google.auth.default(scopes=scopes)
-                self.project = self.project or default_project
         except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError) as exc:
             self.module.fail_json(msg=f"Google credentials: {exc}")
         target = params.get("impersonate_service_account")
@@ -199,7 +216,7 @@ class GcpSession:
                     f"{self.endpoints['iamcredentials']}/v1/projects/-/serviceAccounts/{target}:generateAccessToken"
                 ),
             )
-        return creds
+        return creds, default_project
 
     def access_token(self):
         """A valid bearer token of the caller (refreshed if needed), e.g. for a GKE apiserver."""
@@ -213,9 +230,9 @@ class GcpSession:
 
     @property
     def session(self):
-        if self._session is None:
-            self._session = AuthorizedSession(self.credentials)
-        return self._session
+        if "session" not in self._shared:
+            self._shared["session"] = AuthorizedSession(self.credentials)
+        return self._shared["session"]
 
     # -- requests ----------------------------------------------------------------
     def url(self, service, path):

@@ -126,12 +126,17 @@ def test_first_run_onboards_and_the_write_counters_see_it(onboarded):
     assert any("clusterrolebindings" in w for w in kube) and any("externalsecrets" in w for w in kube)
 
 
-def test_second_run_changes_nothing_and_writes_nothing(onboarded):
+@pytest.mark.parametrize("skip_in_sync", ["true", "false"])
+def test_second_run_changes_nothing_and_writes_nothing(onboarded, skip_in_sync):
+    # false: every task of every role runs, as without the plan; true (the default): the
+    # plan finds everything in place, in one process, and no role task runs.
     state, env, _first = onboarded
     since = datetime.now(timezone.utc)
-    second = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    second = playbook(env, "onboard.yml", "-e", f"@{VARS}", "-e", f"onboard_skip_in_sync={skip_in_sync}")
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap(second)["changed"] == 0, second.stdout[-4000:]
+    assert ("in place: build-sandbox, composite kubeconfig; to do: nothing" in second.stdout) == (skip_in_sync == "true")
+    assert ("prow.build_cluster.credentials : Mint a token" in second.stdout) == (skip_in_sync == "false")
     assert gcp_writes(state, since) == []
     assert kube_writes(state, since) == []
 
@@ -202,6 +207,54 @@ def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
     assert before not in forced.stdout and after not in forced.stdout
     verified = playbook(env, "verify.yml", "-e", f"@{VARS}")
     assert verified.returncode == 0, verified.stdout[-3000:]
+
+
+def build_kubectl(state, *args):
+    composite = str(state / "out" / "composite.kubeconfig")
+    return subprocess.run([str(BIN / "kubectl"), "--kubeconfig", composite, "--context", "build-sandbox", *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def drift_is_found_and_repaired(env, reason, *args):
+    """Onboard again: the plan must name ``reason`` for build-sandbox and the run repair it."""
+    run = playbook(env, "onboard.yml", "-e", f"@{VARS}", *args)
+    assert run.returncode == 0, run.stdout[-4000:]
+    said = " ".join(run.stdout.split()).replace("''", "'")  # the YAML callback folds and quotes messages
+    assert f"build-sandbox: {reason}" in said, said[-3000:]
+    assert recap(run)["changed"] > 0
+    again = playbook(env, "onboard.yml", "-e", f"@{VARS}", *args)
+    assert "to do: nothing" in again.stdout and recap(again)["changed"] == 0, again.stdout[-4000:]
+    return run
+
+
+def test_the_plan_sees_drift_in_the_build_cluster(onboarded):
+    state, env, _first = onboarded
+    build_kubectl(state, "-n", "test-pods", "annotate", "serviceaccount", "prowjob-default-sa", "iam.gke.io/gcp-service-account-")
+    drift_is_found_and_repaired(env, "Bind the job KSA to the job GSA through Workload Identity: would change")
+    annotation = build_kubectl(state, "-n", "test-pods", "get", "serviceaccount", "prowjob-default-sa",
+                               "-o", "jsonpath={.metadata.annotations.iam\\.gke\\.io/gcp-service-account}")
+    assert annotation == "prowjob-default-sa@prow-sandbox-build.iam.gserviceaccount.com"
+
+
+def test_the_plan_sees_a_changed_output_file(onboarded):
+    state, env, _first = onboarded
+    entry = state / "out" / "build-sandbox" / "decoration-config.yaml"
+    original = entry.read_text()
+    entry.write_text(original.replace("prow-sandbox-results", "another-bucket"))
+    drift_is_found_and_repaired(env, "Write the Prow configuration files for build-sandbox: would change")
+    assert entry.read_text() == original
+
+
+def test_the_plan_sees_a_changed_variable(onboarded, tmp_path):
+    _state, env, _first = onboarded
+    more = bad_vars(tmp_path, lambda doc: doc["prow"]["control_plane_service_accounts"].append(
+        "external-secrets@prow-sandbox-prow.iam.gserviceaccount.com"))
+    run = playbook(env, "onboard.yml", "-e", f"@{more}")
+    assert run.returncode == 0, run.stdout[-4000:]
+    said = " ".join(run.stdout.split()).replace("''", "'")
+    assert "build-sandbox: Grant write access on the bucket to the job GSA and Prow's control plane: would change" in said, \
+        said[said.find("to do:"):][:600]
+    assert recap(run)["changed"] > 0
 
 
 def bad_vars(tmp_path, mutate):

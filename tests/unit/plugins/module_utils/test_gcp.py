@@ -18,6 +18,12 @@ def no_backoff_sleep(monkeypatch):
     monkeypatch.setattr(common, "RETRY_MAX_WAIT", 0.0)
 
 
+@pytest.fixture(autouse=True)
+def fresh_shared_sessions(monkeypatch):
+    # Sessions are shared per auth settings within a process; each test scripts its own.
+    monkeypatch.setattr(gcp, "_SHARED", {})
+
+
 class FakeModule:
     def __init__(self, **params):
         self.params = dict({k: None for k in gcp.GCP_AUTH_ARGSPEC}, **params)
@@ -52,7 +58,7 @@ class ScriptedHttp:
 def session_with(*answers, endpoints=None):
     module = FakeModule(api_endpoints=endpoints)
     session = gcp.GcpSession(module)
-    session._session = ScriptedHttp(*answers)
+    session._shared["session"] = ScriptedHttp(*answers)
     return session
 
 
@@ -206,3 +212,13 @@ def test_labels_and_bucket_prefix():
 def test_crc32c_matches_the_castagnoli_check_value():
     assert gcp.crc32c(b"123456789") == 0xE3069283
     assert gcp.crc32c(b"") == 0
+
+
+def test_sessions_with_the_same_auth_settings_share_credentials_and_connections():
+    first = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
+    same = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
+    other = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-b"))
+    assert first.credentials is same.credentials
+    assert first.session is same.session
+    assert other.credentials is not first.credentials
+    assert other.credentials.token == "token-b"

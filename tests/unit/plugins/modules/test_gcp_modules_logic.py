@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.modules import gcs_bucket, gke_cluster, secret_manager_secret, workload_identity_binding
+from ansible_collections.prow.build_cluster.plugins.module_utils.impl import gcs_bucket, gke_cluster, secret_manager_secret, workload_identity_binding
 
 # ---------------------------------------------------------------- secret_manager_secret
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.prow.build_cluster.plugins.modules import gke_admin_ksa as mod
+from ansible_collections.prow.build_cluster.plugins.module_utils.impl import gke_admin_ksa as mod
 
 PARAMS = {"name": "sa", "namespace": "default", "binding_name": "crb", "cluster_role": "cluster-admin"}
 

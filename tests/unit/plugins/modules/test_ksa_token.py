@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.prow.build_cluster.plugins.modules import ksa_token as mod
+from ansible_collections.prow.build_cluster.plugins.module_utils.impl import ksa_token as mod
 
 
 class Failed(Exception):

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.gcs_bucket; plugins/modules/gcs_bucket.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
+    GCP_AUTH_ARGSPEC,
+    GCP_AUTH_MUTUALLY_EXCLUSIVE,
+    GcpSession,
+    bucket_name_error,
+    first_error,
+    labels_error,
+    normalize_bucket,
+)
+
+
+def summary(bucket):
+    """What diffs show of a bucket: the fields this module manages."""
+    if not bucket:
+        return {}
+    iam_config = (bucket.get("iamConfiguration") or {}).get("uniformBucketLevelAccess") or {}
+    return {
+        "location": bucket.get("location"),
+        "storage_class": bucket.get("storageClass"),
+        "uniform_bucket_level_access": bool(iam_config.get("enabled")),
+        "labels": bucket.get("labels") or {},
+    }
+
+
+def wanted_changes(params, bucket):
+    """The PATCH body that brings an owned bucket to the options ({} when it matches)."""
+    actual = summary(bucket)
+    patch = {}
+    if actual["uniform_bucket_level_access"] != params["uniform_bucket_level_access"]:
+        patch["iamConfiguration"] = {"uniformBucketLevelAccess": {"enabled": params["uniform_bucket_level_access"]}}
+    if params["storage_class"] and actual["storage_class"] != params["storage_class"]:
+        patch["storageClass"] = params["storage_class"]
+    labels = params["labels"] or {}
+    if any(actual["labels"].get(k) != v for k, v in labels.items()):
+        patch["labels"] = labels  # PATCH merges labels: those not named are kept
+    return patch
+
+
+def project_number(gcp, project):
+    info = gcp.request("GET", "cloudresourcemanager", f"/v1/projects/{project}", f"project {project}")
+    return str(info.get("projectNumber", ""))
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": dict(
+            GCP_AUTH_ARGSPEC,
+            name={"type": "str", "required": True},
+            location={"type": "str"},
+            storage_class={"type": "str", "choices": ["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"]},
+            uniform_bucket_level_access={"type": "bool", "default": True},
+            labels={"type": "dict"},
+            shared={"type": "bool", "default": False},
+            state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+        ),
+        "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    params = module.params
+    name = normalize_bucket(params["name"])
+    error = first_error(bucket_name_error(name), labels_error(params["labels"]),
+                        "shared: a shared bucket is never deleted; drop state: absent" if params["shared"] and params["state"] == "absent" else None)
+    if error:
+        module.fail_json(msg=error)
+    gcp = GcpSession(module)
+    project = gcp.require_project()
+    path = f"/storage/v1/b/{name}"
+    resource = f"bucket {name}"
+    result = {"changed": False, "name": name, "url": f"gs://{name}", "bucket": {}}
+
+    try:
+        bucket = read_bucket(module, gcp, path, resource)
+        after = before = summary(bucket)
+        if bucket:
+            result["owned"] = owned = str(bucket.get("projectNumber")) == project_number(gcp, project)
+            if not owned and not params["shared"]:
+                module.fail_json(msg=(
+                    f"bucket {name} exists but belongs to another project (number {bucket.get('projectNumber')}), "
+                    f"not {project}. Bucket names are global: choose another name, or set shared: true "
+                    "to use that project's bucket as it is."))
+        if params["state"] == "absent":
+            after = {}
+            if bucket:
+                result["changed"] = True
+                if not module.check_mode:
+                    gcp.request("DELETE", "storage", path, resource, allow_404=True)
+            bucket = None
+        elif bucket is None:
+            if params["shared"]:
+                module.fail_json(msg=f"shared bucket {name} does not exist; a shared bucket is not created")
+            result["changed"] = True
+            body = {
+                "name": name,
+                "location": params["location"] or "US",
+                "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": params["uniform_bucket_level_access"]}},
+            }
+            if params["storage_class"]:
+                body["storageClass"] = params["storage_class"]
+            if params["labels"]:
+                body["labels"] = params["labels"]
+            after = summary(body)
+            if not module.check_mode:
+                bucket = create(module, gcp, project, body, resource)
+        elif params["shared"]:
+            if not before["uniform_bucket_level_access"] and params["uniform_bucket_level_access"]:
+                module.warn(f"shared bucket {name} does not have uniform bucket-level access; it is left as it is")
+        else:
+            if params["location"] and before["location"].upper() != params["location"].upper():
+                module.fail_json(msg=(
+                    f"bucket {name} is in {before['location']}, not {params['location']}; a bucket's location "
+                    "cannot change. Set location to match, or use another bucket."))
+            patch = wanted_changes(params, bucket)
+            if patch:
+                result["changed"] = True
+                after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
+                             uniform_bucket_level_access=params["uniform_bucket_level_access"],
+                             storage_class=params["storage_class"] or before["storage_class"])
+                if not module.check_mode:
+                    # ifMetagenerationMatch: never overwrite a change made since our read.
+                    bucket = gcp.request("PATCH", "storage", path, resource, json_body=patch,
+                                         params={"ifMetagenerationMatch": bucket.get("metageneration")})
+    except ApiError as err:
+        fail_on_api_error(module, err)
+
+    result["bucket"] = bucket or {}
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+def read_bucket(module, gcp, path, resource):
+    try:
+        return gcp.get("storage", path, resource)
+    except ApiError as err:
+        if err.status == 403:
+            # GCS answers 404 for a name nobody has, so 403 means the bucket exists.
+            module.fail_json(msg=(
+                f"{resource} exists, but the caller cannot read it ({err.message}). Either another project "
+                "owns this name (bucket names are global: choose another), or grant the caller "
+                "storage.buckets.get on it."), status=403)
+        raise
+
+
+def create(module, gcp, project, body, resource):
+    try:
+        return gcp.request("POST", "storage", "/storage/v1/b", resource, params={"project": project}, json_body=body)
+    except ApiError as err:
+        if err.status == 409:
+            module.fail_json(msg=(
+                f"{resource} cannot be created: {err.message} Bucket names are global; if another project "
+                "owns it, choose another name."), status=409)
+        raise

@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.ksa_token; plugins/modules/ksa_token.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+from datetime import datetime, timezone
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
+    ApiError,
+    dns_label_error,
+    dns_subdomain_error,
+    fail_on_api_error,
+    fingerprint,
+    format_duration,
+    parse_duration,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
+    K8S_AUTH_ARGSPEC,
+    K8S_AUTH_MUTUALLY_EXCLUSIVE,
+    connect,
+)
+
+GKE_MAX_SECONDS = 48 * 3600
+MIN_SECONDS = 600  # TokenRequest rejects expirationSeconds below 10 minutes
+# Servers may shorten a lifetime a little (clock rounding); warn only about real cuts.
+SHORTENED_SLACK = 60
+
+
+def argument_spec():
+    spec = copy.deepcopy(K8S_AUTH_ARGSPEC)
+    spec.update(copy.deepcopy(GCP_AUTH_ARGSPEC))
+    spec.update(
+        service_account={"type": "str", "default": "serviceaccount-cluster-admin"},
+        namespace={"type": "str", "default": "default"},
+        alias={"type": "str", "required": True},
+        duration={"type": "str", "default": "48h"},
+        rotate_before={"type": "str", "default": "24h"},
+        force={"type": "bool", "default": False},
+        platform={"type": "str", "default": "auto", "choices": ["auto", "gke", "other"]},
+        current={"type": "dict", "options": copy.deepcopy(sources.SOURCE_OPTIONS)},
+        dest={"type": "path"},
+        return_content={"type": "bool", "default": False},
+    )
+    return spec
+
+
+def alias_error(alias):
+    # Prow uses the alias as a context name and as a file or Secret key name (--kubeconfig-dir).
+    if not alias or len(alias) > 253 or not all(c.isalnum() or c in "-._" for c in alias) or alias.startswith("."):
+        return f"alias {alias!r} is not usable: use letters, digits, '-', '_' and '.', not starting with '.' (for example build-myteam)"
+    return None
+
+
+def validate(module):
+    """Every check that needs no API call; returns (duration, rotate_before) in seconds."""
+    params = module.params
+    for error in (
+        dns_subdomain_error(params["service_account"], "service_account"),
+        dns_label_error(params["namespace"], "namespace"),
+        alias_error(params["alias"]),
+    ):
+        if error:
+            module.fail_json(msg=error)
+    durations = {}
+    for key in ("duration", "rotate_before"):
+        try:
+            durations[key] = parse_duration(params[key])
+        except ValueError as exc:
+            module.fail_json(msg=f"{key}: {exc}")
+    duration, rotate_before = durations["duration"], durations["rotate_before"]
+    if duration < MIN_SECONDS:
+        module.fail_json(msg=f"duration {params['duration']} is shorter than 10m, the TokenRequest API's minimum")
+    if rotate_before >= duration:
+        module.fail_json(
+            msg=f"rotate_before ({params['rotate_before']}) must be shorter than duration ({params['duration']}), "
+            "otherwise every new token would be rotated at once"
+        )
+    if duration > GKE_MAX_SECONDS and (params["platform"] == "gke" or (params["platform"] == "auto" and params.get("gke"))):
+        module.fail_json(msg=gke_cap_message(params["duration"]))
+    if not params["dest"] and not params["return_content"]:
+        module.fail_json(msg="set dest, or return_content: true, otherwise a minted token would be lost")
+    if params["return_content"] and not module.no_log:
+        module.fail_json(msg=sources.RETURN_CONTENT_NEEDS_NO_LOG)
+    if params["dest"] and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
+        module.fail_json(msg=f"dest: directory of {params['dest']} does not exist")
+    if params["current"] is not None:
+        error = sources.validate(params["current"], "current")
+        if error:
+            module.fail_json(msg=error)
+    return duration, rotate_before
+
+
+def gke_cap_message(duration):
+    return (
+        f"duration {duration} exceeds 48h, the longest token GKE grants; use 48h or less "
+        "and rotate on a schedule (or set platform: other if this is not a GKE cluster)"
+    )
+
+
+def read_current(module):
+    """The current kubeconfig (parsed), or None; its label for messages."""
+    item = module.params["current"]
+    if item is None:
+        if not module.params["dest"]:
+            return None, None
+        item = {"path": module.params["dest"]}
+    label = sources.label_of(item, "current")
+    try:
+        content = sources.SourceReader(module).read(item, label)
+        if content is None:
+            return None, label
+        config = kc.parse(content, label)
+    except ApiError as exc:
+        fail_on_api_error(module, exc)
+    except kc.KubeconfigError as exc:
+        if module.params["force"]:
+            return None, label  # it is being replaced anyway
+        module.fail_json(msg=f"{exc}; fix or remove it, or set force: true to mint a new token regardless")
+    sources.hide_credentials(module, config)
+    return config, label
+
+
+def cluster_ca(module, client, namespace):
+    """The CA data the kubeconfig needs: the connection's, else the cluster's kube-root-ca.crt (as gencred read it)."""
+    if client.ca_data:
+        return client.ca_data
+    try:
+        config_map = client.get(f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt", resource="configmap kube-root-ca.crt")
+    except ApiError as exc:
+        fail_on_api_error(module, exc)
+    pem = ((config_map or {}).get("data") or {}).get("ca.crt")
+    if not pem:
+        module.fail_json(msg="cannot tell the cluster's CA: the connection has none (set ca_cert) and ConfigMap kube-root-ca.crt has no ca.crt")
+    return base64.b64encode(pem.encode("utf-8")).decode("ascii")
+
+
+def mint(module, client, duration):
+    """(token, expiry) from a TokenRequest, with the expiry the server granted."""
+    params = module.params
+    namespace, name = params["namespace"], params["service_account"]
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": duration}}
+    try:
+        response = client.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body,
+            resource=f"serviceaccounts/token {namespace}/{name}",
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            module.fail_json(
+                msg=f"ServiceAccount {namespace}/{name} does not exist: create it first (prow.build_cluster.gke_admin_ksa); {exc}",
+                status=404,
+            )
+        fail_on_api_error(module, exc)
+    status = response.get("status") or {}
+    if not status.get("token") or not status.get("expirationTimestamp"):
+        module.fail_json(msg=f"TokenRequest for {namespace}/{name} returned no token or no expirationTimestamp")
+    module.no_log_values.add(status["token"])
+    return status["token"], kc.parse_timestamp(status["expirationTimestamp"])
+
+
+def describe(config, alias):
+    """What a diff may show of the kubeconfig: no token, only fingerprints and expiry."""
+    found = kc.credential(config, alias) if config else None
+    if not found:
+        return {}
+    server, ca_data, token = found
+    expiry = kc.token_expiry(token) if token else None
+    return {
+        "context": alias,
+        "server": server,
+        "ca": fingerprint(kc.normal_ca(ca_data) or b""),
+        "token": fingerprint(token),
+        "token_expiry": expiry.isoformat() if expiry else None,
+    }
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": argument_spec(),
+        "mutually_exclusive": K8S_AUTH_MUTUALLY_EXCLUSIVE + GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    if not kc.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    duration, rotate_before = validate(module)
+    params = module.params
+    alias, dest = params["alias"], params["dest"]
+    expected_user = f"system:serviceaccount:{params['namespace']}:{params['service_account']}"
+
+    current, _label = read_current(module)
+    client = connect(module)
+    try:
+        if duration > GKE_MAX_SECONDS and params["platform"] == "auto" and client.is_gke():
+            module.fail_json(msg=gke_cap_message(params["duration"]))
+        server, ca_data = client.server, cluster_ca(module, client, params["namespace"])
+
+        now = datetime.now(timezone.utc)
+        reason = "force: true" if params["force"] else kc.stale_reason(current, alias, server, ca_data, now, rotate_before)
+        if reason is None:
+            # Cheap checks passed; only the server knows about revocation and foreign issuers.
+            reason = kc.review_reason(client.token_review(kc.credential(current, alias)[2]), expected_user)
+    except ApiError as exc:
+        fail_on_api_error(module, exc)
+
+    token = expiry = None
+    if reason is None:
+        token = kc.credential(current, alias)[2]
+        expiry = kc.token_expiry(token)
+    elif not module.check_mode:
+        token, expiry = mint(module, client, duration)
+        # Nothing is published (file, return value, then Secret Manager) before the server
+        # has accepted the new token as the expected identity: Prow keeps the old one until then.
+        try:
+            refused = kc.review_reason(client.token_review(token), expected_user)
+        except ApiError as exc:
+            fail_on_api_error(module, exc)
+        if refused:
+            module.fail_json(msg=f"the new token failed its TokenReview ({refused}); nothing was published")
+        granted = (expiry - now).total_seconds()
+        if granted < duration - SHORTENED_SLACK:
+            module.warn(f"the API server granted {format_duration(granted)}, less than the {params['duration']} requested")
+        if granted <= rotate_before:
+            module.warn(f"the token's lifetime ({format_duration(granted)}) is within rotate_before, so every run will rotate it")
+
+    effective = kc.build(alias, server, ca_data, token) if token else None
+    content = kc.dump(effective) if effective else None
+    changed = reason is not None
+    if dest:
+        existing, mode = kc.read_file(dest)
+        dest_changed = content is None or existing != content or mode != 0o600
+        if dest_changed and content is not None and not module.check_mode:
+            kc.write_atomic(dest, content)
+        changed = changed or dest_changed
+
+    if effective:
+        after = describe(effective, alias)
+    else:  # check mode, a token would be minted: show what is known of the new kubeconfig
+        after = {"context": alias, "server": server, "ca": fingerprint(kc.normal_ca(ca_data) or b""),
+                 "token": "(minted on apply)", "token_expiry": "(granted by the server)"}
+    result = {
+        "changed": changed,
+        "rotated": reason is not None,
+        "reason": reason,
+        "expiration_timestamp": expiry.isoformat() if expiry else None,
+        "expires_in_seconds": int((expiry - now).total_seconds()) if expiry else None,
+        "fingerprint": fingerprint(token),
+        "service_account": expected_user,
+        "server": server,
+        "alias": alias,
+        "diff": {"before": describe(current, alias), "after": after},
+    }
+    if dest:
+        result["dest"] = dest
+    if params["return_content"] and content is not None:
+        result["kubeconfig"] = sources.return_in_clear(module, content)
+    module.exit_json(**result)

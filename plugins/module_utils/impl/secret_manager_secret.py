@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.secret_manager_secret; plugins/modules/secret_manager_secret.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
+    GCP_AUTH_ARGSPEC,
+    GCP_AUTH_MUTUALLY_EXCLUSIVE,
+    GcpSession,
+    b64,
+    crc32c,
+    first_error,
+    labels_error,
+    secret_id_error,
+)
+
+MAX_PAYLOAD = 64 * 1024
+
+
+def replication_body(locations):
+    if not locations:
+        return {"automatic": {}}
+    return {"userManaged": {"replicas": [{"location": loc} for loc in sorted(locations)]}}
+
+
+def replication_of(secret):
+    """Sorted user-managed regions, or [] for automatic replication."""
+    replicas = ((secret.get("replication") or {}).get("userManaged") or {}).get("replicas") or []
+    return sorted(r.get("location") for r in replicas)
+
+
+def version_number(version):
+    return int(version["name"].rsplit("/", 1)[1])
+
+
+def plan_pruning(versions, keep, action):
+    """Versions (API dicts) to disable or destroy so that only the newest ``keep`` enabled stay enabled.
+
+    Only versions older than the oldest kept one are touched: a newer version someone disabled
+    by hand is theirs to decide about.
+    """
+    if not keep:
+        return []
+    enabled = sorted((v for v in versions if v["state"] == "ENABLED"), key=version_number, reverse=True)
+    kept = enabled[:keep]
+    if not kept:
+        return []
+    oldest_kept = version_number(kept[-1])
+    states = ("ENABLED",) if action == "disable" else ("ENABLED", "DISABLED")
+    return [v for v in versions if version_number(v) < oldest_kept and v["state"] in states]
+
+
+def list_versions(gcp, path, resource):
+    versions, token = [], None
+    while True:
+        params = {"pageSize": 100}
+        if token:
+            params["pageToken"] = token
+        page = gcp.request("GET", "secretmanager", path + "/versions", resource, params=params)
+        versions.extend(page.get("versions") or [])
+        token = page.get("nextPageToken")
+        if not token:
+            return versions
+
+
+def describe(secret, newest, payload_fp):
+    if not secret:
+        return {}
+    return {
+        "labels": secret.get("labels") or {},
+        "replication": replication_of(secret) or "automatic",
+        "version": version_number(newest) if newest else None,
+        "payload": payload_fp,
+    }
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": dict(
+            GCP_AUTH_ARGSPEC,
+            name={"type": "str", "required": True},
+            payload={"type": "str", "no_log": True},
+            labels={"type": "dict"},
+            replication_locations={"type": "list", "elements": "str"},
+            keep_versions={"type": "int"},
+            prune_action={"type": "str", "choices": ["disable", "destroy"], "default": "disable"},
+            state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+        ),
+        "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    params = module.params
+    payload = params["payload"].encode("utf-8") if params["payload"] is not None else None
+    error = first_error(
+        secret_id_error(params["name"]),
+        labels_error(params["labels"]),
+        "payload: empty; Secret Manager refuses an empty version" if payload == b"" else None,
+        f"payload: {len(payload or b'')} bytes, more than the 64 KiB Secret Manager accepts" if len(payload or b"") > MAX_PAYLOAD else None,
+        "keep_versions: must be at least 1" if params["keep_versions"] is not None and params["keep_versions"] < 1 else None,
+    )
+    if error:
+        module.fail_json(msg=error)
+    gcp = GcpSession(module)
+    project = gcp.require_project()
+    path = f"/v1/projects/{project}/secrets/{params['name']}"
+    resource = f"secret projects/{project}/secrets/{params['name']}"
+    result = {"changed": False, "version": None, "version_added": False, "pruned": [], "secret": {}}
+    if payload is not None:
+        result["payload_fingerprint"] = fingerprint(payload)
+    try:
+        secret = gcp.get("secretmanager", path, resource)
+        if params["state"] == "absent":
+            result["diff"] = {"before": describe(secret, None, None), "after": {}}
+            if secret:
+                result["changed"] = True
+                if not module.check_mode:
+                    gcp.request("DELETE", "secretmanager", path, resource, allow_404=True)
+        else:
+            ensure(module, gcp, project, path, resource, secret, payload, result)
+    except ApiError as err:
+        fail_on_api_error(module, err)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+def ensure(module, gcp, project, path, resource, secret, payload, result):
+    params = module.params
+    check = module.check_mode
+    before_secret, after_secret = secret, secret
+    if secret is None:
+        result["changed"] = True
+        body = {"replication": replication_body(params["replication_locations"]), "labels": params["labels"] or {}}
+        after_secret = dict(body, name=f"projects/{project}/secrets/{params['name']}")
+        if not check:
+            secret = after_secret = gcp.request("POST", "secretmanager", f"/v1/projects/{project}/secrets", resource,
+                                                params={"secretId": params["name"]}, json_body=body)
+    else:
+        wanted = params["replication_locations"]
+        if wanted is not None and replication_of(secret) != sorted(wanted):
+            module.fail_json(msg=(
+                f"{resource}: replication is {replication_of(secret) or 'automatic'}, not {sorted(wanted) or 'automatic'}; "
+                "replication cannot change. Delete and recreate the secret, or match replication_locations."))
+        labels = dict(secret.get("labels") or {}, **(params["labels"] or {}))
+        if labels != (secret.get("labels") or {}):
+            result["changed"] = True
+            after_secret = dict(secret, labels=labels)
+            if not check:
+                secret = after_secret = gcp.request("PATCH", "secretmanager", path, resource, params={"updateMask": "labels"},
+                                                    json_body={"labels": labels})
+
+    versions = list_versions(gcp, path, resource) if before_secret else []
+    enabled = sorted((v for v in versions if v["state"] == "ENABLED"), key=version_number, reverse=True)
+    newest = enabled[0] if enabled else None
+    current_fp = None
+    if newest and payload is not None:
+        # Read and hash the current payload in memory; only its fingerprint ever leaves this function.
+        data = gcp.request("GET", "secretmanager", f"{path}/versions/{version_number(newest)}:access", resource)
+        current = base64.b64decode((data.get("payload") or {}).get("data") or "")
+        current_fp = fingerprint(current)
+        same = hashlib.sha256(current).digest() == hashlib.sha256(payload).digest()
+    else:
+        same = payload is None
+
+    after_newest = newest
+    if not same:
+        result["changed"] = result["version_added"] = True
+        if check:
+            number = max([version_number(v) for v in versions] or [0]) + 1
+            after_newest = {"name": f"planned/versions/{number}", "state": "ENABLED", "_planned": True}
+        else:
+            after_newest = gcp.request("POST", "secretmanager", path + ":addVersion", resource,
+                                       json_body={"payload": {"data": b64(payload), "dataCrc32c": str(crc32c(payload))}})
+        versions = [after_newest] + versions
+
+    prune = plan_pruning(versions, params["keep_versions"], params["prune_action"])
+    for version in prune:
+        result["changed"] = True
+        result["pruned"].append(str(version_number(version)))
+        if not check:
+            gcp.request("POST", "secretmanager", f"{path}/versions/{version_number(version)}:{params['prune_action']}",
+                        resource, json_body={"etag": version["etag"]} if version.get("etag") else {})
+
+    result["name"] = (after_secret or {}).get("name")
+    result["secret"] = secret or {}
+    if after_newest and not after_newest.get("_planned"):
+        result["version"] = after_newest["name"]
+    after_fp = fingerprint(payload) if payload is not None else current_fp
+    result["diff"] = {
+        "before": describe(before_secret, newest, current_fp),
+        "after": dict(describe(after_secret, after_newest, after_fp), pruned=result["pruned"]),
+    }

@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.verify_build_cluster; plugins/modules/verify_build_cluster.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, format_duration, parse_duration
+
+PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+FIX_ONBOARD = "run playbooks/onboard.yml (or rotate.yml) for this cluster"
+
+
+class Broken(Exception):
+    """A link of a chain does not hold: the links after it cannot be checked."""
+
+
+class Checks:
+    def __init__(self):
+        self.items = []
+
+    def ok(self, link, detail):
+        self.items.append({"link": link, "ok": True, "detail": detail, "fix": None})
+
+    def broken(self, link, detail, fix):
+        self.items.append({"link": link, "ok": False, "detail": detail, "fix": fix})
+        raise Broken(link)
+
+    def skipped(self, link, detail):
+        self.items.append({"link": link, "ok": None, "detail": detail, "fix": None})
+
+    @property
+    def failures(self):
+        return [c for c in self.items if c["ok"] is False]
+
+
+def check_credential(module, admin, checks):
+    """Prow's side: stored kubeconfig -> TokenReview -> SSARs -> expiry. Returns the token expiry."""
+    params = module.params
+    label = source.label_of(params["stored"], "stored kubeconfig")
+    try:
+        text = source.SourceReader(module).read(params["stored"], label)
+    except (ApiError, kc.KubeconfigError) as exc:
+        checks.broken("stored kubeconfig", str(exc), "check that the secret or file exists and that you may read it")
+    if text is None:
+        checks.broken("stored kubeconfig", f"{label} does not exist", FIX_ONBOARD)
+    try:
+        config = kc.parse(text, label)
+    except kc.KubeconfigError as exc:
+        checks.broken("stored kubeconfig", str(exc), FIX_ONBOARD)
+    source.hide_credentials(module, config)
+    contexts = {c["name"] for c in config["contexts"]}
+    if params["alias"] not in contexts:
+        checks.broken("stored kubeconfig", f"no context {params['alias']!r} (has: {', '.join(sorted(contexts))})",
+                      "onboard with this alias, or verify the alias the kubeconfig was made for")
+    cluster, user = kc.context_details(config, params["alias"])
+    token = user.get("token")
+    if not token:
+        checks.broken("stored kubeconfig", f"context {params['alias']!r} has no bearer token", FIX_ONBOARD)
+    if cluster.get("server") != admin.server:
+        checks.broken("stored kubeconfig", f"it points at {cluster.get('server')}, this cluster is {admin.server}",
+                      "the kubeconfig belongs to another cluster: " + FIX_ONBOARD)
+    checks.ok("stored kubeconfig", f"{label}: context {params['alias']} for {admin.server}")
+
+    review = admin.token_review(token)
+    if not review.get("authenticated"):
+        checks.broken("token", f"the cluster rejects the token: {review.get('error') or 'not authenticated'}",
+                      "the token expired, was revoked or belongs to another cluster: run playbooks/rotate.yml")
+    checks.ok("token", f"authenticates as {(review.get('user') or {}).get('username')}")
+
+    prow = k8s.connect_kubeconfig(module, config, params["alias"])
+    denied = [verb for verb in PROW_POD_VERBS
+              if not prow.can_i(verb, "pods", namespace=params["pod_namespace"])[0]]
+    if denied:
+        checks.broken("permissions", f"cannot {', '.join(denied)} pods in {params['pod_namespace']}",
+                      "bind the ServiceAccount to cluster-admin, or to a role with these verbs (gke_admin_ksa)")
+    checks.ok("permissions", f"may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
+
+    expiry = kc.token_expiry(token)
+    remaining = (expiry - datetime.now(timezone.utc)).total_seconds() if expiry else None
+    if remaining is not None and remaining < parse_duration(params["min_validity"]):
+        checks.broken("expiry", f"the token expires in {format_duration(max(remaining, 0))}, at {expiry.isoformat()}",
+                      "run playbooks/rotate.yml, and check that the rotation job runs")
+    checks.ok("expiry", f"valid until {expiry.isoformat()}" if expiry else "the token carries no expiry")
+    return expiry
+
+
+def check_workload_identity(module, admin, session, checks):
+    """The jobs' side: KSA -> its token -> STS -> GSA token -> object write. Returns the GSA."""
+    params = module.params
+    wi = params["workload_identity"]
+    namespace = wi.get("namespace") or params["pod_namespace"]
+    ksa = wi["service_account"]
+    if not admin.gke_cluster:
+        checks.broken("workload identity", "the cluster was not reached through gke:, so its identity pool is unknown",
+                      "connect with gke: projects/P/locations/L/clusters/C")
+    project, location, name = k8s.parse_gke_name(params["gke"])
+    pool = (admin.gke_cluster.get("workloadIdentityConfig") or {}).get("workloadPool")
+    if not pool:
+        checks.broken("workload identity", "Workload Identity is off on the cluster", "run the cluster role (gke_cluster)")
+
+    account = admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}", resource=f"serviceaccount {namespace}/{ksa}")
+    gsa = ((account or {}).get("metadata", {}).get("annotations") or {}).get("iam.gke.io/gcp-service-account")
+    if not gsa:
+        checks.broken("job KSA", f"{namespace}/{ksa} is missing or has no iam.gke.io/gcp-service-account annotation",
+                      "run the gcs_access role (workload_identity_binding)")
+    checks.ok("job KSA", f"{namespace}/{ksa} is annotated with {gsa}")
+
+    minted = admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}/token",
+                           {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                            "spec": {"audiences": [pool], "expirationSeconds": 600}},
+                           resource=f"serviceaccount {namespace}/{ksa} token")
+    audience = f"identitynamespace:{pool}:https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{name}"
+    try:
+        federated = post_json(session, "sts", "/v1/token", None, {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": minted["status"]["token"], "audience": audience, "scope": CLOUD_PLATFORM,
+        })["access_token"]
+    except ApiError as exc:
+        checks.broken("STS exchange", str(exc), f"check that Workload Identity ({pool}) is enabled on the cluster")
+    checks.ok("STS exchange", f"KSA token exchanged for a federated token of {pool}[{namespace}/{ksa}]")
+
+    try:
+        gsa_token = post_json(session, "iamcredentials", f"/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
+                              federated, {"scope": [CLOUD_PLATFORM]})["accessToken"]
+    except ApiError as exc:
+        checks.broken("impersonation", str(exc),
+                      f"grant roles/iam.workloadIdentityUser to serviceAccount:{pool}[{namespace}/{ksa}] on {gsa} "
+                      "(workload_identity_binding)")
+    checks.ok("impersonation", f"the KSA obtains an access token of {gsa}")
+
+    if module.check_mode:
+        checks.skipped("bucket write", "not written in check mode")
+        return gsa
+    bucket = wi["bucket"]
+    probe = f"{wi['object_prefix']}/{params['alias']}/{int(time.time())}.txt"
+    try:
+        session.session.request(
+            "POST", f"{session.url('storage', '')}/upload/storage/v1/b/{bucket}/o",
+            params={"uploadType": "media", "name": probe}, data=b"written by prow.build_cluster.verify_build_cluster\n",
+            headers={"Authorization": f"Bearer {gsa_token}", "Content-Type": "text/plain"}, timeout=gcp.HTTP_TIMEOUT,
+        ).raise_for_status()
+        session.session.request(
+            "DELETE", f"{session.url('storage', '')}/storage/v1/b/{bucket}/o/{probe.replace('/', '%2F')}",
+            headers={"Authorization": f"Bearer {gsa_token}"}, timeout=gcp.HTTP_TIMEOUT,
+        ).raise_for_status()
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        response = getattr(exc, "response", None)
+        detail = gcp.error_from_response(response, f"gs://{bucket}/{probe}") if response is not None else exc
+        checks.broken("bucket write", str(detail),
+                      f"grant roles/storage.objectAdmin on gs://{bucket} to serviceAccount:{gsa} (gcp_iam_member)")
+    checks.ok("bucket write", f"{gsa} wrote and deleted gs://{bucket}/{probe}")
+    return gsa
+
+
+def post_json(session, service, path, bearer, body):
+    """POST to an endpoint that authenticates by the token given (STS: none), not the caller's credentials."""
+    import requests  # pylint: disable=import-outside-toplevel
+
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    url = session.url(service, path)
+    response = requests.post(url, json=body, headers=headers, timeout=gcp.HTTP_TIMEOUT)
+    if response.status_code >= 400:
+        raise gcp.error_from_response(response, path)
+    return response.json()
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": {
+            **k8s.K8S_AUTH_ARGSPEC,
+            **gcp.GCP_AUTH_ARGSPEC,
+            "alias": {"type": "str", "required": True},
+            "stored": {"type": "dict", "required": True, "options": source.SOURCE_OPTIONS},
+            "pod_namespace": {"type": "str", "default": "test-pods"},
+            "min_validity": {"type": "str", "default": "6h"},
+            "workload_identity": {
+                "type": "dict",
+                "options": {
+                    "service_account": {"type": "str", "default": "prowjob-default-sa"},
+                    "namespace": {"type": "str"},
+                    "bucket": {"type": "str", "required": True},
+                    "object_prefix": {"type": "str", "default": "prow-build-cluster-verify"},
+                },
+            },
+        },
+        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + gcp.GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    params = module.params
+    problem = source.validate(params["stored"], "stored")
+    try:
+        parse_duration(params["min_validity"])
+    except ValueError as exc:
+        problem = problem or f"min_validity: {exc}"
+    if problem:
+        module.fail_json(msg=problem)
+
+    admin = k8s.connect(module)
+    checks = Checks()
+    result = {"changed": False, "checks": checks.items}
+    try:
+        try:
+            expiry = check_credential(module, admin, checks)
+            result["token_expiry"] = expiry.isoformat() if expiry else None
+        except Broken:
+            pass
+        if params["workload_identity"]:
+            try:
+                result["gcp_service_account"] = check_workload_identity(module, admin, gcp.GcpSession(module), checks)
+            except Broken:
+                pass
+    except ApiError as err:
+        module.fail_json(msg=f"verification could not run: {err}", **result)
+    if checks.failures:
+        lines = [f"{c['link']}: {c['detail']} -> {c['fix']}" for c in checks.failures]
+        module.fail_json(msg="build cluster {}: {} broken: {}".format(params["alias"], len(lines), "; ".join(lines)), **result)
+    module.exit_json(**result)

@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.workload_identity_binding; plugins/modules/workload_identity_binding.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import iam
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, dns_label_error, dns_subdomain_error, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
+    GCP_AUTH_ARGSPEC,
+    GCP_AUTH_MUTUALLY_EXCLUSIVE,
+    GcpSession,
+    PolicyTarget,
+    first_error,
+    gsa_email_error,
+    member_not_yet_visible,
+    project_id_error,
+    read_policy,
+    update_policy,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
+    K8S_AUTH_ARGSPEC,
+    K8S_AUTH_MUTUALLY_EXCLUSIVE,
+    connect,
+    parse_gke_name,
+)
+
+ANNOTATION = "iam.gke.io/gcp-service-account"
+POOL_SUFFIX = ".svc.id.goog"
+
+
+def resolve_pool(module):
+    """The workload pool: the option, else from the gke: project, else from project; validated."""
+    params = module.params
+    pool = params["workload_pool"]
+    if not pool:
+        project = params["project"]
+        if params["gke"]:
+            try:
+                project = parse_gke_name(params["gke"])[0]
+            except ValueError as exc:
+                module.fail_json(msg=str(exc))
+        if not project:
+            module.fail_json(msg="workload_pool: cannot tell the cluster's project; set workload_pool, gke or project")
+        pool = project + POOL_SUFFIX
+    if not pool.endswith(POOL_SUFFIX) or project_id_error(pool[: -len(POOL_SUFFIX)]):
+        module.fail_json(msg=f"workload_pool {pool!r} is not of the form CLUSTER_PROJECT.svc.id.goog")
+    return pool
+
+
+def check_cluster_pool(module, client, pool):
+    """With gke:, the GKE API shows the cluster: refuse a binding that could never work."""
+    cluster = client.gke_cluster
+    if not cluster:
+        return
+    actual = (cluster.get("workloadIdentityConfig") or {}).get("workloadPool")
+    if actual != pool:
+        module.fail_json(msg=(
+            f"cluster {module.params['gke']} has workload pool {actual or 'none (Workload Identity is off)'}, not {pool}: "
+            "the binding would never be used. Enable Workload Identity with gke_cluster, or fix workload_pool."))
+
+
+def ksa_patch(ksa, gsa, present):
+    """The annotation change for an existing KSA: a merge patch, or None when nothing changes."""
+    annotations = (ksa.get("metadata") or {}).get("annotations") or {}
+    current = annotations.get(ANNOTATION)
+    if present and current != gsa:
+        return {"metadata": {"annotations": {ANNOTATION: gsa}}}
+    if not present and current == gsa:  # another GSA's annotation is not ours to remove
+        return {"metadata": {"annotations": {ANNOTATION: None}}}
+    return None
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": dict(
+            GCP_AUTH_ARGSPEC,
+            **K8S_AUTH_ARGSPEC,
+            namespace={"type": "str", "default": "test-pods"},
+            service_account={"type": "str", "default": "prowjob-default-sa"},
+            gcp_service_account={"type": "str", "required": True},
+            workload_pool={"type": "str"},
+            state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+        ),
+        "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE + K8S_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    params = module.params
+    namespace, name, gsa = params["namespace"], params["service_account"], params["gcp_service_account"]
+    present = params["state"] == "present"
+    error = first_error(
+        dns_label_error(namespace, "namespace"),
+        dns_subdomain_error(name, "service_account"),
+        gsa_email_error(gsa, "gcp_service_account"),
+    )
+    if error:
+        module.fail_json(msg=error)
+    pool = resolve_pool(module)
+    member = iam.workload_identity_member(pool, namespace, name)
+    role = iam.WORKLOAD_IDENTITY_USER
+
+    client = connect(module)
+    check_cluster_pool(module, client, pool)
+    gcp = GcpSession(module)
+    ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+    ksa_resource = f"ServiceAccount {namespace}/{name}"
+    result = {"changed": False, "member": member, "workload_pool": pool, "ksa_created": False}
+
+    try:
+        # Read both halves before writing either, so a failure on one (a missing GSA, a missing
+        # namespace) leaves the other untouched.
+        ksa = client.get(ksa_path, resource=ksa_resource)
+        target = PolicyTarget.service_account(gsa)
+        policy = read_policy(gcp, target)
+        patch = ksa_patch(ksa, gsa, present) if ksa is not None else None
+        result["ksa_created"] = present and ksa is None
+        change = iam.add_member if present else iam.remove_member
+        member_changed = change(policy, role, member)[1]
+        ksa_changes = result["ksa_created"] or patch is not None
+        result["changed"] = ksa_changes or member_changed
+
+        before_annotation = ((ksa or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION)
+        after_annotation = gsa if present else (None if before_annotation == gsa else before_annotation)
+        result["annotation"] = after_annotation
+        if module._diff:
+            result["diff"] = {
+                "before": {"ksa": ksa_resource if ksa else None, "annotation": before_annotation,
+                           "gsa_member": iam.has_member(policy, role, member)},
+                "after": {"ksa": ksa_resource if (ksa or present) else None, "annotation": after_annotation,
+                          "gsa_member": present},
+            }
+        if module.check_mode:
+            module.exit_json(**result)
+
+        if result["ksa_created"]:
+            create_ksa(client, namespace, name, gsa, ksa_resource)
+        elif patch is not None:
+            client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+        if member_changed:
+            # Read-modify-write again with a fresh etag; the policy read above only planned.
+            update_policy(gcp, target, lambda p: change(p, role, member), retry_on=member_not_yet_visible)
+    except ApiError as err:
+        fail_on_api_error(module, err)
+    module.exit_json(**result)
+
+
+def create_ksa(client, namespace, name, gsa, resource):
+    body = {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "annotations": {ANNOTATION: gsa}}}
+    try:
+        client.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body, resource=resource)
+    except ApiError as err:
+        if err.status == 404:
+            raise ApiError(resource, 404, f"namespace {namespace} does not exist; create it first ({err.message})",
+                           method="POST", reason=err.reason) from None
+        raise
