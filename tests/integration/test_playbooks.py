@@ -257,6 +257,31 @@ def test_the_plan_sees_a_changed_variable(onboarded, tmp_path):
     assert recap(run)["changed"] > 0
 
 
+def test_the_plan_checks_each_cluster_with_its_own_settings(onboarded, tmp_path):
+    # A second GKE cluster: the plan renders each cluster's calls in turn, and drift in one
+    # must make that one stale, not the other.
+    state, env, _first = onboarded
+    two = bad_vars(tmp_path, lambda doc: doc["build_clusters"].append(
+        dict(doc["build_clusters"][0], alias="build-two", gke=dict(doc["build_clusters"][0]["gke"], name="prow-build-2"))))
+    first = playbook(env, "onboard.yml", "-e", f"@{two}")
+    assert first.returncode == 0, first.stdout[-4000:]
+    said = " ".join(first.stdout.split()).replace("''", "'")
+    assert "in place: build-sandbox;" in said and "build-two: Create the GKE cluster" in said, said[-3000:]
+
+    composite = str(state / "out" / "composite.kubeconfig")
+    subprocess.run([str(BIN / "kubectl"), "--kubeconfig", composite, "--context", "build-two", "-n", "test-pods",
+                    "annotate", "serviceaccount", "prowjob-default-sa", "iam.gke.io/gcp-service-account-"],
+                   check=True, capture_output=True)
+    since = datetime.now(timezone.utc)
+    again = playbook(env, "onboard.yml", "-e", f"@{two}")
+    said = " ".join(again.stdout.split()).replace("''", "'")
+    assert "in place: build-sandbox, composite kubeconfig; to do: build-two: Bind the job KSA" in said, said[-3000:]
+    repairs = [w for w in kube_writes(state, since) if "serviceaccounts/prowjob-default-sa" in w]
+    assert len(repairs) == 1, repairs
+    third = playbook(env, "onboard.yml", "-e", f"@{two}")
+    assert "to do: nothing" in third.stdout and recap(third)["changed"] == 0, third.stdout[-3000:]
+
+
 def bad_vars(tmp_path, mutate):
     doc = yaml.safe_load(VARS.read_text())
     mutate(doc)
