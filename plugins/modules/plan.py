@@ -23,9 +23,9 @@ description:
   - The module itself never changes anything and always reports C(changed=false).
   - C(kubernetes.core.k8s) calls (with C(apply=true)) cannot run in this process; the plan judges them
     conservatively itself, see O(groups[].calls[].module).
-  - The playbooks of the collection use it to skip build clusters that are already onboarded
-    (C(onboard_skip_in_sync)); the roles hold their module calls as data (C(<role>_calls)) so that the
-    plan checks exactly what their tasks run.
+  - The collection's C(onboard) and C(rotate) playbooks use it to skip build clusters that are already in
+    place (C(onboard_skip_in_sync), C(rotate_skip_in_sync)); the roles' C(plan) entry points render the module
+    calls of their tasks as data (C(<role>_plan_calls)), so that the plan checks exactly what their tasks run.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:

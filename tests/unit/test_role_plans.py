@@ -51,11 +51,12 @@ def module_tasks(role, roles=ROLES):
 
 
 def planned_calls(role, roles=ROLES):
+    """(label) -> every (module, args) planned under it (one entry point may repeat another's call)."""
     found = {}
     for path in sorted((roles / role / "tasks").glob("plan*.yml")):
         for task in tasks_of(path):
             for call in (task.get("vars") or {}).get("calls") or []:
-                found[call["label"]] = (call["module"], call["args"])
+                found.setdefault(call["label"], []).append((call["module"], call["args"]))
     return found
 
 
@@ -63,7 +64,8 @@ def mismatches(role, roles=ROLES):
     tasks, planned = module_tasks(role, roles), planned_calls(role, roles)
     problems = [f"no planned call for task '{name}'" for name in tasks if name not in planned]
     problems += [f"planned call '{name}' has no task" for name in planned if name not in tasks]
-    problems += [f"the plan of '{name}' differs from its task" for name in tasks if name in planned and planned[name] != tasks[name]]
+    problems += [f"the plan of '{name}' differs from its task" for name in tasks
+                 if any(variant != tasks[name] for variant in planned.get(name, []))]
     return problems
 
 
@@ -81,5 +83,7 @@ def test_the_matching_sees_a_difference_in_args_and_a_forgotten_call(tmp_path):
         {"name": "U", "block": [{"name": "V", "kubernetes.core.k8s": {"apply": True}}]},
     ]))
     (tasks / "plan.yml").write_text(yaml.safe_dump([{"name": "P", "ansible.builtin.set_fact": {}, "vars": {
+        "calls": [{"label": "T", "module": "k8s_namespace", "args": {"name": "a"}}]}}]))
+    (tasks / "plan_other.yml").write_text(yaml.safe_dump([{"name": "P", "ansible.builtin.set_fact": {}, "vars": {
         "calls": [{"label": "T", "module": "k8s_namespace", "args": {"name": "b"}}]}}]))
     assert mismatches("r", tmp_path) == ["no planned call for task 'V'", "the plan of 'T' differs from its task"]
