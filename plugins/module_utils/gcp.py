@@ -173,6 +173,10 @@ class GcpSession:
         self.project = params.get("project")
         self._shared = _SHARED.setdefault(_auth_key(params, self.endpoints), {})
 
+    def shared(self, name):
+        """A dict kept for the rest of this process, shared by sessions with these auth settings."""
+        return self._shared.setdefault(name, {})
+
     # -- credentials -------------------------------------------------------------
     @property
     def credentials(self):

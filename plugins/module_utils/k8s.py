@@ -246,14 +246,19 @@ def _connect_gke(module, k8s_client):
         module.fail_json(msg=str(exc))
     gcp = GcpSession(module)
     path = f"/v1/projects/{project}/locations/{location}/clusters/{name}"
-    try:
-        cluster = gcp.get("container", path, f"GKE cluster {module.params['gke']}")
-    except ApiError as exc:
-        module.fail_json(msg=f"gke: {exc}")
+    # The plan module connects to the same cluster for several calls: one lookup serves them.
+    known = gcp.shared("gke clusters")
+    cluster = known.get(path)
     if cluster is None:
-        module.fail_json(msg=f"gke: cluster {module.params['gke']} does not exist")
-    if not cluster.get("endpoint") or not (cluster.get("masterAuth") or {}).get("clusterCaCertificate"):
-        module.fail_json(msg=f"gke: cluster {module.params['gke']} has no endpoint yet (status {cluster.get('status')})")
+        try:
+            cluster = gcp.get("container", path, f"GKE cluster {module.params['gke']}")
+        except ApiError as exc:
+            module.fail_json(msg=f"gke: {exc}")
+        if cluster is None:
+            module.fail_json(msg=f"gke: cluster {module.params['gke']} does not exist")
+        if not cluster.get("endpoint") or not (cluster.get("masterAuth") or {}).get("clusterCaCertificate"):
+            module.fail_json(msg=f"gke: cluster {module.params['gke']} has no endpoint yet (status {cluster.get('status')})")
+        known[path] = cluster
 
     configuration = k8s_client.Configuration()
     configuration.host = f"https://{cluster['endpoint']}"

@@ -511,3 +511,45 @@ def audit_events(
             continue
         events.append(event)
     return events
+
+
+AUDIT_SENTINEL_PREFIX = "audit-sentinel-"
+
+
+def settled_audit_events(cluster: Cluster, *, since: datetime, timeout: float = 10.0) -> list[dict]:
+    """The write events since ``since``, read once the log has caught up with every earlier request.
+
+    The log backend records an event just after the response, so an empty answer read too
+    early would prove nothing. A sentinel ConfigMap is created in kube-system with the
+    admin credentials and the log polled until it shows: every earlier request is in the log
+    then. The sentinel is deleted again; events of sentinels are left out of the answer.
+    """
+    name = f"{AUDIT_SENTINEL_PREFIX}{os.urandom(5).hex()}"
+    path = "/api/v1/namespaces/kube-system/configmaps"
+    _admin_request(cluster, "POST", path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = audit_events(cluster, since=since)
+            if any((e.get("objectRef") or {}).get("name") == name for e in events):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cluster.name}: the audit log never recorded the sentinel {name}")
+            time.sleep(0.1)
+    finally:
+        _admin_request(cluster, "DELETE", f"{path}/{name}")
+    return [e for e in events if not (e.get("objectRef") or {}).get("name", "").startswith(AUDIT_SENTINEL_PREFIX)]
+
+
+def _admin_request(cluster: Cluster, method: str, path: str, body: dict | None = None) -> None:
+    port = int(cluster.server.rsplit(":", 1)[1])
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=_admin_tls(cluster.dir), timeout=10)
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        detail = resp.read().decode(errors="replace")
+        if resp.status >= 300:
+            raise RuntimeError(f"{cluster.name}: {method} {path}: {resp.status} {detail[-300:]}")
+    finally:
+        conn.close()

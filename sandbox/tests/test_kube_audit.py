@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from kubernetes import client
 
-from prow_sandbox.kube import ADMIN_USER, audit_events
+from prow_sandbox.kube import ADMIN_USER, AUDIT_SENTINEL_PREFIX, audit_events, settled_audit_events
 
 
 def _wait_for(cluster, count: int, **filters) -> list[dict]:
@@ -40,3 +40,16 @@ def test_writes_are_audited_reads_are_not(kube_cluster, kube_client, namespace):
     assert created["responseStatus"]["code"] == 201
 
     assert audit_events(kube_cluster, verbs={"get", "list"}, since=since, namespace=namespace) == []
+
+
+def test_settled_events_include_a_write_made_just_before_and_no_sentinel(kube_cluster, kube_client, namespace):
+    since = datetime.now(timezone.utc)
+    client.CoreV1Api(kube_client).create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="just-now")))
+    events = settled_audit_events(kube_cluster, since=since)  # no polling of our own
+    names = [(e["verb"], (e.get("objectRef") or {}).get("name")) for e in events]
+    assert ("create", "just-now") in names
+    assert not [n for _, n in names if n and n.startswith(AUDIT_SENTINEL_PREFIX)]
+    # Nor in a later answer, though the sentinel's delete came after ``since`` too.
+    assert not [e for e in settled_audit_events(kube_cluster, since=since)
+                if (e.get("objectRef") or {}).get("name", "").startswith(AUDIT_SENTINEL_PREFIX)]

@@ -113,9 +113,8 @@ REVIEW_GROUPS = frozenset({"authentication.k8s.io", "authorization.k8s.io"})
 class AuditLog:
     """Counts the writes a cluster received, reliably: see :meth:`writes_since`."""
 
-    def __init__(self, cluster, api_client):
+    def __init__(self, cluster):
         self.cluster = cluster
-        self.api_client = api_client
 
     @staticmethod
     def now():
@@ -126,40 +125,20 @@ class AuditLog:
         """Stored writes received since ``since`` (an aware datetime), excluding reviews.
 
         With ``namespaces`` or ``names``, only writes in those namespaces or to objects of
-        those names count: the cluster may be the shared ``make sandbox`` one.
-
-        The log backend records an event just after the response, so an empty answer
-        would prove nothing if read too early. A sentinel write (a ConfigMap created and
-        deleted in kube-system) is made first and the log polled until it appears: every
-        earlier request is then in the log too.
+        those names count: the cluster may be the shared ``make sandbox`` one. The log is
+        read once it has caught up (``prow_sandbox.kube.settled_audit_events``).
         """
-        import time  # pylint: disable=import-outside-toplevel
-        import uuid  # pylint: disable=import-outside-toplevel
+        from prow_sandbox.kube import settled_audit_events  # pylint: disable=import-outside-toplevel
 
-        from kubernetes import client  # pylint: disable=import-outside-toplevel
-        from prow_sandbox.kube import audit_events  # pylint: disable=import-outside-toplevel
-
-        sentinel = f"audit-sentinel-{uuid.uuid4().hex[:10]}"
-        core = client.CoreV1Api(self.api_client)
-        core.create_namespaced_config_map("kube-system", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=sentinel)))
-        deadline = time.monotonic() + timeout
-        while True:
-            events = audit_events(self.cluster, since=since)
-            if any((e.get("objectRef") or {}).get("name") == sentinel for e in events):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"audit log never recorded the sentinel {sentinel}")
-            time.sleep(0.1)
-        core.delete_namespaced_config_map(sentinel, "kube-system")
         def counted(event):
             ref = event.get("objectRef") or {}
-            if ref.get("name") == sentinel or ref.get("apiGroup") in REVIEW_GROUPS:
+            if ref.get("apiGroup") in REVIEW_GROUPS:
                 return False
             if not (namespaces or names):
                 return True
             return ref.get("namespace") in namespaces or ref.get("name") in names
 
-        return [e for e in events if counted(e)]
+        return [e for e in settled_audit_events(self.cluster, since=since, timeout=timeout) if counted(e)]
 
     @staticmethod
     def describe(events):
@@ -173,8 +152,8 @@ class AuditLog:
 
 
 @pytest.fixture
-def audit(kube_cluster, kube_client) -> AuditLog:
-    return AuditLog(kube_cluster, kube_client)
+def audit(kube_cluster) -> AuditLog:
+    return AuditLog(kube_cluster)
 
 
 # ---------------------------------------------------------------- GCP modules against the fake

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prow_sandbox.kube import audit_events
+from prow_sandbox.kube import list_clusters, settled_audit_events
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -74,30 +74,13 @@ def gcp_writes(state, since):
 
 
 def kube_writes(state, since):
-    """Client writes every cluster of the sandbox received since ``since``.
-
-    An empty answer proves nothing if read before the audit backend caught up, so each
-    cluster first gets a sentinel write, and the log is polled until it shows up.
-    """
-    import time  # pylint: disable=import-outside-toplevel
-
-    from prow_sandbox.kube import list_clusters  # pylint: disable=import-outside-toplevel
-
+    """Client writes every cluster of the sandbox received since ``since``, read once each
+    cluster's audit log has caught up (``settled_audit_events``)."""
     writes = []
     for cluster in list_clusters(state):
-        sentinel = f"audit-sentinel-{uuid.uuid4().hex[:8]}"
-        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "-n", "kube-system",
-                        "create", "configmap", sentinel], check=True, capture_output=True)
-        deadline = time.monotonic() + 10
-        while True:
-            events = audit_events(cluster, since=since)
-            if any((e.get("objectRef") or {}).get("name") == sentinel for e in events):
-                break
-            assert time.monotonic() < deadline, f"{cluster.name}: the audit log never showed {sentinel}"
-            time.sleep(0.1)
-        for event in events:
+        for event in settled_audit_events(cluster, since=since):
             ref = event.get("objectRef") or {}
-            if ref.get("name") == sentinel or ref.get("resource") in REVIEWS or "dryRun=All" in event["requestURI"]:
+            if ref.get("resource") in REVIEWS or "dryRun=All" in event["requestURI"]:
                 continue
             if (event.get("user") or {}).get("username") == "system:apiserver":
                 continue  # the apiserver's own bookkeeping, not a client's

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.impl import (
     composite_kubeconfig,
     gcp_iam_member,
@@ -29,7 +29,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.impl import (
     workload_identity_binding,
     yaml_files,
 )
-from ansible_collections.prow.build_cluster.plugins.module_utils.inprocess import Outcome, check
+from ansible_collections.prow.build_cluster.plugins.module_utils.inprocess import check
 
 IMPLEMENTATIONS = {
     "composite_kubeconfig": composite_kubeconfig,
@@ -104,15 +104,18 @@ class _Apply:
             module.fail_json(msg="the plan checks kubernetes.core.k8s only with apply: true")
         definition = module.params["definition"]
         documents = definition if isinstance(definition, list) else [definition]
+        if not all(isinstance(doc, dict) and doc.get("kind") and doc.get("apiVersion") for doc in documents):
+            module.fail_json(msg="each document needs apiVersion and kind")
         client = k8s.connect(module)
-        resources = {}
-        for document in documents:
-            if not isinstance(document, dict) or not document.get("kind") or not document.get("apiVersion"):
-                module.fail_json(msg="each document needs apiVersion and kind")
-            reason = _apply_reason(client, resources, document)
-            if reason:
-                module.exit_json(changed=True, reason=reason)
-        module.exit_json(changed=False)
+        resources, reason = {}, None
+        try:
+            for document in documents:
+                reason = _apply_reason(client, resources, document)
+                if reason:
+                    break
+        except ApiError as err:
+            fail_on_api_error(module, err)
+        module.exit_json(changed=bool(reason), reason=reason)
 
 
 def _apply_reason(client, resources, document):
@@ -172,10 +175,7 @@ def run_call(call, gcp_defaults, no_log_values):
     if _accepts_gcp_auth(impl):
         for key, value in gcp_defaults.items():
             args.setdefault(key, value)
-    try:
-        return check(impl, args, no_log_values)
-    except ApiError as err:  # an error a module would have turned into fail_json
-        return Outcome(failed=True, msg=str(err))
+    return check(impl, args, no_log_values)
 
 
 def _enabled(calls):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError, failed_precondition, invalid
+from .errors import ApiError, already_exists, failed_precondition, invalid, not_found
 from .state import Principal, Project, now_rfc3339
 from .web import Ctx, Route
 
@@ -248,8 +248,7 @@ def _cluster(ctx: Ctx, project: str, location: str, cluster: str, permission: st
         _settle(ctx, c)
         c = ctx.state.clusters.get((proj.project_id, location, cluster))  # a delete may finish
     if c is None:
-        raise ApiError(404, f"Not found: projects/{project}/locations/{location}/clusters/"
-                            f"{cluster}.", "NOT_FOUND")
+        raise not_found(f"Not found: projects/{project}/locations/{location}/clusters/{cluster}.")
     return c
 
 
@@ -329,8 +328,7 @@ def create_cluster(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
         raise invalid(f"Invalid value for field 'cluster.name': '{name}'. Must be a match of "
                       "regex '(?:[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?)'")
     if (proj.project_id, location, name) in ctx.state.clusters:
-        raise ApiError(409, f"Already exists: projects/{proj.project_id}/locations/{location}/"
-                            f"clusters/{name}.", "ALREADY_EXISTS")
+        raise already_exists(f"Already exists: projects/{proj.project_id}/locations/{location}/clusters/{name}.")
     workload_pool = _check_workload_pool(proj, spec.get("workloadIdentityConfig"))
     pool_specs = spec.pop("nodePools", None) or []
     if pool_specs and spec.get("initialNodeCount"):
@@ -486,7 +484,7 @@ def update_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[
 def _pool(c: GkeCluster, name: str) -> NodePool:
     np = c.node_pools.get(name)
     if np is None:
-        raise ApiError(404, f"Not found: {c.path}/nodePools/{name}.", "NOT_FOUND")
+        raise not_found(f"Not found: {c.path}/nodePools/{name}.")
     return np
 
 
@@ -505,7 +503,7 @@ def create_pool(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str
     c = _cluster(ctx, project, location, cluster, "container.clusters.update")
     np = _pool_from_spec(dict(ctx.body().get("nodePool") or {}), c.workload_pool)
     if np.name in c.node_pools:
-        raise ApiError(409, f"Already exists: {c.path}/nodePools/{np.name}.", "ALREADY_EXISTS")
+        raise already_exists(f"Already exists: {c.path}/nodePools/{np.name}.")
     _ensure_idle(ctx, c)
     c.node_pools[np.name] = np
 
@@ -575,7 +573,7 @@ def get_operation(ctx: Ctx, project: str, location: str, operation: str) -> dict
     proj = _project(ctx, project, "container.operations.get")
     op = ctx.state.operations.get(operation)
     if op is None or op.cluster.project is not proj or location not in ("-", op.cluster.location):
-        raise ApiError(404, f"Not found: operation {operation}.", "NOT_FOUND")
+        raise not_found(f"Not found: operation {operation}.")
     op.observe(ctx.state.config.gke_running_polls, poll=True)
     return operation_json(ctx, op)
 

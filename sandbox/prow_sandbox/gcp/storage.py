@@ -149,17 +149,22 @@ def bucket_json(ctx: Ctx, b: Bucket) -> dict[str, Any]:
     return body
 
 
-def insert_bucket(ctx: Ctx) -> tuple[int, dict[str, Any]]:
+def _project_allowing(ctx: Ctx, permission: str):
+    """The ?project= of a bucket insert or list, which the caller must have ``permission`` on."""
     project_ref = ctx.arg("project")
     if not project_ref:
         raise gcs_error(400, "Required parameter: project", "required",
                         locationType="parameter", location="project")
     project = ctx.state.project(project_ref)
-    permission = "storage.buckets.create"
     if project is None or not ctx.state.allowed(ctx.caller, permission, project.policy):
         raise gcs_error(
             403, f"{ctx.caller.email} does not have {permission} access to the Google Cloud "
                  f"project. Permission '{permission}' denied on resource (or it may not exist).")
+    return project
+
+
+def insert_bucket(ctx: Ctx) -> tuple[int, dict[str, Any]]:
+    project = _project_allowing(ctx, "storage.buckets.create")
     body = ctx.body()
     name = body.get("name", "")
     if not BUCKET_NAME_RE.match(name) or ".." in name or name.startswith("goog"):
@@ -190,16 +195,7 @@ def insert_bucket(ctx: Ctx) -> tuple[int, dict[str, Any]]:
 
 
 def list_buckets(ctx: Ctx) -> dict[str, Any]:
-    project_ref = ctx.arg("project")
-    if not project_ref:
-        raise gcs_error(400, "Required parameter: project", "required",
-                        locationType="parameter", location="project")
-    project = ctx.state.project(project_ref)
-    permission = "storage.buckets.list"
-    if project is None or not ctx.state.allowed(ctx.caller, permission, project.policy):
-        raise gcs_error(
-            403, f"{ctx.caller.email} does not have {permission} access to the Google Cloud "
-                 f"project. Permission '{permission}' denied on resource (or it may not exist).")
+    project = _project_allowing(ctx, "storage.buckets.list")
     prefix = ctx.arg("prefix") or ""
     items = [bucket_json(ctx, b) for b in sorted(ctx.state.buckets.values(), key=lambda b: b.name)
              if b.project_id == project.project_id and b.name.startswith(prefix)]
