@@ -66,6 +66,9 @@ DEFAULT_ENDPOINTS = {
 
 HTTP_TIMEOUT = 60
 
+# GcpSession.request(as_bearer=ANONYMOUS): a call that carries no credentials at all.
+ANONYMOUS = ""
+
 GCP_AUTH_ARGSPEC = {
     "project": {"type": "str", "fallback": (env_fallback, ["GCP_PROJECT"])},
     "auth_kind": {
@@ -238,24 +241,40 @@ class GcpSession:
             self._shared["session"] = AuthorizedSession(self.credentials)
         return self._shared["session"]
 
+    @property
+    def plain_session(self):
+        """An HTTP session without the caller's credentials, for calls made as someone else."""
+        if "plain_session" not in self._shared:
+            self._shared["plain_session"] = requests.Session()
+        return self._shared["plain_session"]
+
     # -- requests ----------------------------------------------------------------
     def url(self, service, path):
         return self.endpoints[service] + path
 
     def request(self, method, service, path, resource=None, *, json_body=None, params=None, data=None,
-                headers=None, retry_on=None, allow_404=False):
+                headers=None, retry_on=None, allow_404=False, as_bearer=None):
         """Call one API and return its parsed JSON (``{}`` for an empty body).
 
         Raises ApiError; transient failures are retried first. With ``allow_404`` a missing
         resource returns None instead, which is how modules read "actual state".
+
+        ``as_bearer`` makes the call as someone else: with that access token (``ANONYMOUS``:
+        with none, as STS wants) on a plain HTTP session. The caller's AuthorizedSession would
+        put the caller's own token in place of any Authorization header given.
         """
         resource = resource or path
         url = self.url(service, path)
+        http = self.session if as_bearer is None else self.plain_session
+        if as_bearer is not None:
+            headers = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+            if as_bearer:
+                headers["Authorization"] = f"Bearer {as_bearer}"
 
         def once():
             try:
-                response = self.session.request(method, url, json=json_body, params=params, data=data,
-                                                headers=headers, timeout=HTTP_TIMEOUT)
+                response = http.request(method, url, json=json_body, params=params, data=data,
+                                        headers=headers, timeout=HTTP_TIMEOUT)
             except google.auth.exceptions.RefreshError as exc:
                 raise ApiError(resource, 401, f"cannot get an access token: {exc}", method=method, url=url) from None
             except requests.RequestException as exc:

@@ -147,11 +147,11 @@ def merge(members, require_default=False):
     return merged, owners
 
 
-def token_expiry(token):
-    """The ``exp`` of a JWT bearer token as an aware datetime, or None if it is not a JWT.
+def token_claims(token):
+    """The claims of a JWT bearer token as a dict, or None if it is not a JWT.
 
     The signature is not checked: this only reads what the issuer promised, for
-    warnings and rotation decisions; the server (TokenReview) is the authority.
+    warnings, rotation decisions and diagnoses; the server (TokenReview) is the authority.
     """
     parts = token.split(".") if isinstance(token, str) else []
     if len(parts) != 3:
@@ -159,8 +159,16 @@ def token_expiry(token):
     try:
         padded = parts[1] + "=" * (-len(parts[1]) % 4)
         claims = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        return datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc)
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def token_expiry(token):
+    """The ``exp`` of a JWT bearer token as an aware datetime, or None if it is not a JWT (or has none)."""
+    try:
+        return datetime.fromtimestamp(int((token_claims(token) or {})["exp"]), tz=timezone.utc)
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return None
 
 

@@ -15,12 +15,18 @@ description:
     O(alias) for this cluster's server; the build cluster's TokenReview accepts its token; that token passes
     SelfSubjectAccessReviews for C(create), C(delete), C(list), C(watch), C(get) and C(patch) on C(pods) in
     O(pod_namespace), as prow-controller-manager checks at start-up; and it is valid for at least O(min_validity)."
-  - "Job uploads (with O(workload_identity)): the job KSA exists and names a GSA in C(iam.gke.io/gcp-service-account);
-    a token of the KSA (TokenRequest with audience C(POOL)) is exchanged at STS for a federated token and at
-    IAM Credentials for the GSA's access token, exactly as GKE's metadata server does for a pod; and with that
-    token an object is written to the results bucket and deleted again. No pod is started, so this takes seconds."
-  - Reads only, except the probe object, which is deleted at once; it reports C(changed=false). In check mode the
-    probe object is not written.
+  - "Job uploads (with O(workload_identity)): the job KSA exists and names a GSA in C(iam.gke.io/gcp-service-account)
+    (O(workload_identity.gcp_service_account) if given); a token of the KSA (TokenRequest with audience C(POOL)) is
+    exchanged at STS for a federated token and at IAM Credentials for the GSA's access token, exactly as GKE's
+    metadata server does for a pod; and with that token an object is written to the results bucket and deleted
+    again. No pod is started, so this takes seconds."
+  - Each of these calls is made as the KSA or the GSA, with their token alone on a plain HTTP session, never with
+    the operator's credentials, so a link holds only if the jobs' identity may do what it proves.
+  - "With a Secret Manager O(stored.secret) read as C(latest), its versions are listed: consumers read the newest
+    version whatever its state, so that one must be enabled (an older enabled version does not stand in for it)."
+  - Reads only, except the probe object, which is deleted at once (by the operator if the GSA cannot delete it); it
+    reports C(changed=false). In check mode the probe object is not written, and the C(bucket write) link is
+    reported as not checked (C(ok=null)).
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:
@@ -63,6 +69,11 @@ options:
         default: prowjob-default-sa
       namespace:
         description: Namespace of the job KSA; O(pod_namespace) by default.
+        type: str
+      gcp_service_account:
+        description:
+          - Email of the job GSA the KSA must be annotated with. Without it, any GSA the annotation names is
+            followed (and must then let the KSA impersonate it and write to the bucket).
         type: str
       bucket:
         description: Results bucket the jobs write to.

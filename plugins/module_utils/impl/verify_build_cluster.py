@@ -17,10 +17,13 @@ from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, format_duration, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils.impl.secret_manager_secret import list_versions, version_number
 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 FIX_ONBOARD = "run playbooks/onboard.yml (or rotate.yml) for this cluster"
+FIX_ROTATE = "run playbooks/rotate.yml -e force_rotation=true (a new token, a new version), and check that the rotation job runs"
+ANNOTATION = "iam.gke.io/gcp-service-account"
 
 
 class Broken(Exception):
@@ -50,10 +53,18 @@ def check_credential(module, admin, checks):
     """Prow's side: stored kubeconfig -> TokenReview -> SSARs -> expiry. Returns the token expiry."""
     params = module.params
     label = source.label_of(params["stored"], "stored kubeconfig")
+    reader = source.SourceReader(module)
+    if params["stored"].get("secret"):
+        check_newest_version(reader, params["stored"]["secret"], checks)
     try:
-        text = source.SourceReader(module).read(params["stored"], label)
-    except (ApiError, kc.KubeconfigError) as exc:
-        checks.broken("stored kubeconfig", str(exc), "check that the secret or file exists and that you may read it")
+        text = reader.read(params["stored"], label)
+    except ApiError as exc:
+        fix = "check that the secret exists and that you may read it"
+        if exc.reason == "FAILED_PRECONDITION":
+            fix = "the version read is disabled or destroyed: enable it, or name an enabled version"
+        checks.broken("stored kubeconfig", str(exc), fix)
+    except kc.KubeconfigError as exc:
+        checks.broken("stored kubeconfig", str(exc), "check that the file exists and that you may read it")
     if text is None:
         checks.broken("stored kubeconfig", f"{label} does not exist", FIX_ONBOARD)
     try:
@@ -76,16 +87,17 @@ def check_credential(module, admin, checks):
 
     review = admin.token_review(token)
     if not review.get("authenticated"):
-        checks.broken("token", f"the cluster rejects the token: {review.get('error') or 'not authenticated'}",
-                      "the token expired, was revoked or belongs to another cluster: run playbooks/rotate.yml")
-    checks.ok("token", f"authenticates as {(review.get('user') or {}).get('username')}")
+        checks.broken("token", *token_rejected(admin, token, review))
+    username = (review.get("user") or {}).get("username")
+    checks.ok("token", f"authenticates as {username}")
 
     prow = k8s.connect_kubeconfig(module, config, params["alias"])
     denied = [verb for verb in PROW_POD_VERBS
               if not prow.can_i(verb, "pods", namespace=params["pod_namespace"])[0]]
     if denied:
-        checks.broken("permissions", f"cannot {', '.join(denied)} pods in {params['pod_namespace']}",
-                      "bind the ServiceAccount to cluster-admin, or to a role with these verbs (gke_admin_ksa)")
+        checks.broken("permissions", f"{username} cannot {', '.join(denied)} pods in {params['pod_namespace']}",
+                      "run playbooks/onboard.yml, whose gke_admin_ksa binds the ServiceAccount to cluster-admin "
+                      "(or bind it to a role with these verbs)")
     checks.ok("permissions", f"may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
 
     expiry = kc.token_expiry(token)
@@ -97,8 +109,55 @@ def check_credential(module, admin, checks):
     return expiry
 
 
+def check_newest_version(reader, secret, checks):
+    """What consumers read as ``latest`` is the most recently created version, whatever its state.
+
+    Secret Manager answers an access to ``latest`` with 400 FAILED_PRECONDITION when that
+    version is disabled or destroyed; an older enabled version does not stand in for it.
+    So the newest version must be ENABLED, and verify lists the versions to see it.
+    """
+    name = source.secret_version_name(secret)
+    path, _, version = name.rpartition("/versions/")
+    if version != "latest":
+        return  # a pinned version: reading it is the check
+    try:
+        versions = list_versions(reader.gcp(), f"/v1/{path}", f"secret {path}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return  # no such secret: the read says so
+        checks.broken("stored kubeconfig", str(exc),
+                      "the operator needs secretmanager.versions.list on the secret (e.g. roles/secretmanager.admin)")
+    if not versions:
+        checks.broken("stored kubeconfig", f"{path} has no version", FIX_ONBOARD)
+    newest = max(versions, key=version_number)
+    if newest.get("state") != "ENABLED":
+        number = version_number(newest)
+        project, secret_id = path.split("/")[1], path.rsplit("/", 1)[1]
+        checks.broken("stored kubeconfig",
+                      f"{path}: its newest version {number} is {newest.get('state')}; consumers read latest, which is the "
+                      "newest version whatever its state, and Secret Manager serves no version that is not enabled",
+                      f"enable it (gcloud secrets versions enable {number} --secret={secret_id} --project={project}), "
+                      "or add a new version: run playbooks/rotate.yml -e force_rotation=true")
+
+
+def token_rejected(admin, token, review):
+    """(detail, fix) for a stored token the cluster rejects: expired, its ServiceAccount deleted, or else."""
+    detail = f"the cluster rejects the token: {review.get('error') or 'not authenticated'}"
+    expiry = kc.token_expiry(token)
+    if expiry and expiry <= datetime.now(timezone.utc):
+        return f"{detail} (it expired at {expiry.isoformat()})", FIX_ROTATE
+    subject = str((kc.token_claims(token) or {}).get("sub", "")).split(":")
+    if len(subject) == 4 and subject[:2] == ["system", "serviceaccount"]:
+        namespace, account = subject[2:]
+        if admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}",
+                     resource=f"serviceaccount {namespace}/{account}") is None:
+            return (f"{detail} (its ServiceAccount {namespace}/{account} no longer exists)",
+                    "run playbooks/onboard.yml: gke_admin_ksa creates the ServiceAccount again and ksa_token mints its token")
+    return detail, "the token was revoked or belongs to another cluster: " + FIX_ROTATE
+
+
 def check_workload_identity(module, admin, session, checks):
-    """The jobs' side: KSA -> its token -> STS -> GSA token -> object write. Returns the GSA."""
+    """The jobs' side: KSA -> its token -> STS -> GSA token -> object write (only if nothing else failed). Returns the GSA."""
     params = module.params
     wi = params["workload_identity"]
     namespace = wi.get("namespace") or params["pod_namespace"]
@@ -112,10 +171,15 @@ def check_workload_identity(module, admin, session, checks):
         checks.broken("workload identity", "Workload Identity is off on the cluster", "run the cluster role (gke_cluster)")
 
     account = admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}", resource=f"serviceaccount {namespace}/{ksa}")
-    gsa = ((account or {}).get("metadata", {}).get("annotations") or {}).get("iam.gke.io/gcp-service-account")
+    gsa = ((account or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+    expected = wi.get("gcp_service_account")
     if not gsa:
-        checks.broken("job KSA", f"{namespace}/{ksa} is missing or has no iam.gke.io/gcp-service-account annotation",
-                      "run the gcs_access role (workload_identity_binding)")
+        checks.broken("job KSA", f"{namespace}/{ksa} is missing or has no {ANNOTATION} annotation",
+                      "run playbooks/onboard.yml (workload_identity_binding creates and annotates the KSA)")
+    if expected and gsa != expected:
+        checks.broken("job KSA", f"{namespace}/{ksa} is annotated with {gsa}, not the job GSA {expected}",
+                      f"set the KSA's {ANNOTATION} annotation to {expected}: run playbooks/onboard.yml "
+                      "(workload_identity_binding)")
     checks.ok("job KSA", f"{namespace}/{ksa} is annotated with {gsa}")
 
     minted = admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}/token",
@@ -123,8 +187,10 @@ def check_workload_identity(module, admin, session, checks):
                             "spec": {"audiences": [pool], "expirationSeconds": 600}},
                            resource=f"serviceaccount {namespace}/{ksa} token")
     audience = f"identitynamespace:{pool}:https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{name}"
+    # Every call from here on is made as the KSA, then as the GSA, never with the operator's
+    # credentials (as_bearer): each link proves what the jobs' identity may do.
     try:
-        federated = post_json(session, "sts", "/v1/token", None, {
+        federated = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=gcp.ANONYMOUS, json_body={
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
             "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
@@ -135,48 +201,50 @@ def check_workload_identity(module, admin, session, checks):
     checks.ok("STS exchange", f"KSA token exchanged for a federated token of {pool}[{namespace}/{ksa}]")
 
     try:
-        gsa_token = post_json(session, "iamcredentials", f"/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
-                              federated, {"scope": [CLOUD_PLATFORM]})["accessToken"]
+        gsa_token = session.request("POST", "iamcredentials", f"/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
+                                    f"service account {gsa}", as_bearer=federated,
+                                    json_body={"scope": [CLOUD_PLATFORM]})["accessToken"]
     except ApiError as exc:
         checks.broken("impersonation", str(exc),
                       f"grant roles/iam.workloadIdentityUser to serviceAccount:{pool}[{namespace}/{ksa}] on {gsa} "
-                      "(workload_identity_binding)")
+                      f"(workload_identity_binding); if {gsa} is not the job GSA, correct the KSA's {ANNOTATION} annotation")
     checks.ok("impersonation", f"the KSA obtains an access token of {gsa}")
 
     if module.check_mode:
         checks.skipped("bucket write", "not written in check mode")
         return gsa
-    bucket = wi["bucket"]
-    probe = f"{wi['object_prefix']}/{params['alias']}/{int(time.time())}.txt"
-    try:
-        session.session.request(
-            "POST", f"{session.url('storage', '')}/upload/storage/v1/b/{bucket}/o",
-            params={"uploadType": "media", "name": probe}, data=b"written by prow.build_cluster.verify_build_cluster\n",
-            headers={"Authorization": f"Bearer {gsa_token}", "Content-Type": "text/plain"}, timeout=gcp.HTTP_TIMEOUT,
-        ).raise_for_status()
-        session.session.request(
-            "DELETE", f"{session.url('storage', '')}/storage/v1/b/{bucket}/o/{probe.replace('/', '%2F')}",
-            headers={"Authorization": f"Bearer {gsa_token}"}, timeout=gcp.HTTP_TIMEOUT,
-        ).raise_for_status()
-    except Exception as exc:  # pylint: disable=broad-exception-caught
-        response = getattr(exc, "response", None)
-        detail = gcp.error_from_response(response, f"gs://{bucket}/{probe}") if response is not None else exc
-        checks.broken("bucket write", str(detail),
-                      f"grant roles/storage.objectAdmin on gs://{bucket} to serviceAccount:{gsa} (gcp_iam_member)")
-    checks.ok("bucket write", f"{gsa} wrote and deleted gs://{bucket}/{probe}")
+    if checks.failures:
+        checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
+        return gsa
+    check_bucket_write(module, session, gsa, gsa_token, checks)
     return gsa
 
 
-def post_json(session, service, path, bearer, body):
-    """POST to an endpoint that authenticates by the token given (STS: none), not the caller's credentials."""
-    import requests  # pylint: disable=import-outside-toplevel
-
-    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-    url = session.url(service, path)
-    response = requests.post(url, json=body, headers=headers, timeout=gcp.HTTP_TIMEOUT)
-    if response.status_code >= 400:
-        raise gcp.error_from_response(response, path)
-    return response.json()
+def check_bucket_write(module, session, gsa, gsa_token, checks):
+    """As the GSA: write a probe object and delete it. A probe the GSA cannot delete is deleted by the operator."""
+    params = module.params
+    bucket = params["workload_identity"]["bucket"]
+    probe = f"{params['workload_identity']['object_prefix']}/{params['alias']}/{int(time.time())}.txt"
+    url = f"gs://{bucket}/{probe}"
+    fix = f"grant roles/storage.objectAdmin on gs://{bucket} to serviceAccount:{gsa} (gcp_iam_member, in the gcs_access role)"
+    object_path = f"/storage/v1/b/{bucket}/o/{probe.replace('/', '%2F')}"
+    try:
+        session.request("POST", "storage", f"/upload/storage/v1/b/{bucket}/o", url, as_bearer=gsa_token,
+                        params={"uploadType": "media", "name": probe}, headers={"Content-Type": "text/plain"},
+                        data=b"written by prow.build_cluster.verify_build_cluster\n")
+    except ApiError as exc:
+        checks.broken("bucket write", f"{gsa} cannot write: {exc}", fix)
+    try:
+        session.request("DELETE", "storage", object_path, url, as_bearer=gsa_token)
+    except ApiError as exc:
+        try:
+            session.request("DELETE", "storage", object_path, url, allow_404=True)
+            left = "the operator deleted the probe"
+        except ApiError as cleanup:
+            left = f"the probe is left behind, the operator could not delete it either: {cleanup}"
+        checks.broken("bucket write", f"{gsa} wrote {url} but cannot delete it ({left}): {exc}",
+                      fix + "; jobs overwrite objects, which needs storage.objects.delete")
+    checks.ok("bucket write", f"{gsa} wrote and deleted {url}")
 
 
 def module_kwargs():
@@ -194,6 +262,7 @@ def module_kwargs():
                 "options": {
                     "service_account": {"type": "str", "default": "prowjob-default-sa"},
                     "namespace": {"type": "str"},
+                    "gcp_service_account": {"type": "str"},
                     "bucket": {"type": "str", "required": True},
                     "object_prefix": {"type": "str", "default": "prow-build-cluster-verify"},
                 },
@@ -232,6 +301,7 @@ def run(module):
     except ApiError as err:
         module.fail_json(msg=f"verification could not run: {err}", **result)
     if checks.failures:
-        lines = [f"{c['link']}: {c['detail']} -> {c['fix']}" for c in checks.failures]
-        module.fail_json(msg="build cluster {}: {} broken: {}".format(params["alias"], len(lines), "; ".join(lines)), **result)
+        lines = [f"{c['link']}: {c['detail']} (fix: {c['fix']})" for c in checks.failures]
+        module.fail_json(msg="build cluster {}: {} broken: {}".format(
+            params["alias"], "1 link" if len(lines) == 1 else f"{len(lines)} links", "; ".join(lines)), **result)
     module.exit_json(**result)
