@@ -118,6 +118,8 @@ def verify(sandbox, *args):
     run = playbook(dict(sandbox.env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"), "verify.yml", "-e", f"@{VARS}", *args)
     parsed = parse_json_callback(run)
     result = parsed.task(f"Verify {ALIAS}")
+    # The report a user reads: one line per link, also when verify failed.
+    result["report"] = [item["msg"] for item in parsed.task(f"Report {ALIAS}")["results"]]
     return parsed, result
 
 
@@ -138,6 +140,7 @@ def expect_broken(sandbox, link, *fix_words):
     for word in fix_words:
         assert word in broken[0]["fix"], broken[0]
     assert f"{link}: " in result["msg"] and broken[0]["fix"] in result["msg"], result["msg"]
+    assert f"BROKEN {link}: {broken[0]['detail']} -- fix: {broken[0]['fix']}" in result["report"], result["report"]
     # A refused write (the probe upload the GSA may not make) wrote nothing: only accepted ones count.
     assert [f"{e['method']} {e['path']}" for e in sandbox.gcp_log(since) if e["write"] and e["status"] < 400] == []
     assert [w for w in kube_writes(sandbox.state, since) if not w.endswith(TOKEN_REQUEST)] == []
@@ -165,6 +168,7 @@ def test_check_mode_skips_only_the_write_and_says_so(sandbox):
     parsed, result = verify(sandbox, "--check")
     assert parsed.returncode == 0, result
     assert result["checks"][-1] == {"link": "bucket write", "ok": None, "detail": "not written in check mode", "fix": None}
+    assert result["report"][-1] == "not checked bucket write: not written in check mode"
     assert all(c["ok"] for c in result["checks"][:-1]), result["checks"]
     assert gcp_writes(sandbox.state, since) == []
 

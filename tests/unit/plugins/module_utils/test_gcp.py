@@ -222,3 +222,49 @@ def test_sessions_with_the_same_auth_settings_share_credentials_and_connections(
     assert first.session is same.session
     assert other.credentials is not first.credentials
     assert other.credentials.token == "token-b"
+
+
+@pytest.fixture(name="header_echo")
+def fixture_header_echo():
+    """A local HTTP server that answers every POST with the Authorization header it received."""
+    import http.server  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802  pylint: disable=invalid-name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"authorization": self.headers.get("Authorization")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # pylint: disable=arguments-differ
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_call_as_someone_else_carries_their_token_alone(header_echo):
+    # The caller's AuthorizedSession puts the caller's token in place of any Authorization
+    # header given (how verify once proved the operator instead of the job GSA); as_bearer
+    # sends the other token on a plain session, or none at all.
+    session = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="operator-token",
+                                        api_endpoints={"storage": header_echo}))
+
+    def sent(**kwargs):
+        return session.request("POST", "storage", "/o", json_body={}, **kwargs)["authorization"]
+
+    assert sent() == "Bearer operator-token"
+    assert sent(headers={"Authorization": "Bearer gsa-token"}) == "Bearer operator-token"
+    assert sent(as_bearer="gsa-token") == "Bearer gsa-token"
+    assert sent(as_bearer="gsa-token", headers={"authorization": "Bearer operator-token"}) == "Bearer gsa-token"
+    assert sent(as_bearer=gcp.ANONYMOUS) is None

@@ -114,6 +114,15 @@ def test_token_expiry_reads_jwt_exp_and_ignores_non_jwts():
     assert kc.token_expiry(None) is None
 
 
+def test_token_claims_are_read_unverified_and_none_for_non_jwts():
+    exp = NOW + timedelta(hours=3)
+    assert kc.token_claims(jwt(exp))["exp"] == int(exp.timestamp())
+    assert kc.token_claims("static-token") is None
+    assert kc.token_claims("a.!!!.c") is None
+    assert kc.token_claims("a.WzFd.c") is None  # a JSON array, not claims
+    assert kc.token_expiry("a.e30.c") is None  # claims without exp
+
+
 def test_summarize_classifies_tokens_and_never_returns_them():
     members = [
         ("a", member("valid", token=jwt(NOW + timedelta(hours=40)))),
