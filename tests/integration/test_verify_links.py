@@ -29,7 +29,9 @@ from google.oauth2 import service_account
 from prow_sandbox.kube import list_clusters
 # The product's sandbox and onboarding, shared with the playbook tests (a module-scoped
 # sandbox each: the fixtures are registered in this module by importing them).
-from test_playbooks import BIN, VARS, fixture_onboarded, fixture_sandbox, gcp_writes, kube_writes, playbook  # noqa: F401  pylint: disable=unused-import
+from test_playbooks import (  # noqa: F401  pylint: disable=unused-import
+    BIN, VARS, fixture_onboarded, fixture_sandbox, gcp_writes, kube_writes, playbook,
+)
 
 ALIAS = "build-sandbox"
 BUILD_PROJECT = "prow-sandbox-build"
@@ -53,6 +55,7 @@ class Sandbox:
         creds = service_account.Credentials.from_service_account_file(
             env["GOOGLE_APPLICATION_CREDENTIALS"], scopes=["https://www.googleapis.com/auth/cloud-platform"])
         self.google = AuthorizedSession(creds)
+        self.operator = f"serviceAccount:{creds.service_account_email}"
         composite = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())
         server = next(c["cluster"]["server"] for c in composite["clusters"] if c["name"] == ALIAS)
         self.build = next(c for c in list_clusters(state) if c.server == server)
@@ -184,6 +187,26 @@ def test_bucket_binding_removed(sandbox):
         assert [(e["method"], e["principal"], e["status"]) for e in refused] == [("POST", f"serviceAccount:{GSA}", 403)], refused
     finally:
         sandbox.bucket_policy(with_(*binding))
+
+
+def test_bucket_role_that_cannot_delete(sandbox):
+    # objectCreator writes new objects but cannot delete (nor overwrite) them: the link is
+    # broken, and the probe the GSA left is deleted by the operator, so no object remains.
+    admin = ("roles/storage.objectAdmin", f"serviceAccount:{GSA}")
+    creator = ("roles/storage.objectCreator", f"serviceAccount:{GSA}")
+    sandbox.bucket_policy(lambda policy: (without(*admin)(policy), with_(*creator)(policy)))
+    since = datetime.now(timezone.utc)
+    try:
+        _parsed, result = verify(sandbox)
+        broken = [c for c in result["checks"] if c["ok"] is False]
+        assert [c["link"] for c in broken] == ["bucket write"], result["checks"]
+        assert "cannot delete it (the operator deleted the probe)" in broken[0]["detail"], broken
+        assert "roles/storage.objectAdmin" in broken[0]["fix"], broken
+        accepted = [(e["method"], e["principal"]) for e in sandbox.gcp_log(since) if e["write"] and e["status"] < 400]
+        assert accepted == [("POST", f"serviceAccount:{GSA}"), ("DELETE", sandbox.operator)], accepted
+        assert sandbox.call("GET", "storage", f"/storage/v1/b/{BUCKET}/o").get("items", []) == []
+    finally:
+        sandbox.bucket_policy(lambda policy: (without(*creator)(policy), with_(*admin)(policy)))
 
 
 def test_workload_identity_user_removed(sandbox):
