@@ -117,7 +117,7 @@ def check_newest_version(reader, secret, checks):
     So the newest version must be ENABLED, and verify lists the versions to see it.
     """
     name = source.secret_version_name(secret)
-    path, _, version = name.rpartition("/versions/")
+    path, version = name.rsplit("/versions/", 1)
     if version != "latest":
         return  # a pinned version: reading it is the check
     try:
