@@ -286,8 +286,12 @@ def access_version(ctx: Ctx, project: str, secret: str, version: str) -> dict[st
     if v.state != "ENABLED" or v.data is None:
         raise failed_precondition(
             f"Secret Version [{s.name}/versions/{v.number}] is in {v.state} state.")
+    data = v.data
+    if ctx.state.config.secretmanager_corrupt_next_access > 0:
+        ctx.state.config.secretmanager_corrupt_next_access -= 1
+        data = bytes([data[0] ^ 0x01]) + data[1:]  # the checksum below stays the stored data's
     return {"name": f"{s.name}/versions/{v.number}",
-            "payload": {"data": base64.b64encode(v.data).decode(),
+            "payload": {"data": base64.b64encode(data).decode(),
                         "dataCrc32c": str(google_crc32c.value(v.data))}}
 
 

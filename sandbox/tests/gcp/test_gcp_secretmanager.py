@@ -170,3 +170,14 @@ def test_secret_iam_grants_access(gcp, client, secret):
         eso.add_secret_version(parent=secret.name, payload={"data": b"y"})
     with pytest.raises(exceptions.Forbidden):
         gcp.secretmanager(ROTATOR).add_secret_version(parent=secret.name, payload={"data": b"y"})
+
+
+def test_corrupted_access_is_caught_by_the_checksum(gcp, client, secret):
+    """The fault mode that lets a client's integrity check fail: data and dataCrc32c disagree."""
+    client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig", "data_crc32c": google_crc32c.value(b"kubeconfig")})
+    gcp.configure(secretmanager_corrupt_next_access=1)
+    corrupted = client.access_secret_version(name=f"{secret.name}/versions/latest")
+    assert corrupted.payload.data != b"kubeconfig"
+    assert corrupted.payload.data_crc32c == google_crc32c.value(b"kubeconfig") != google_crc32c.value(corrupted.payload.data)
+    again = client.access_secret_version(name=f"{secret.name}/versions/latest")  # only the next one
+    assert again.payload.data == b"kubeconfig" and again.payload.data_crc32c == google_crc32c.value(again.payload.data)
