@@ -31,7 +31,9 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.common import A
 
 try:
     import google_crc32c
+    import requests
     from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports.rest import SecretManagerServiceRestTransport
     from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
@@ -42,20 +44,6 @@ try:
 except ImportError:  # pragma: no cover - reported through missing_required_lib
     HAS_SECRET_MANAGER = False
     SECRET_MANAGER_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    import requests
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - gcp.GcpSession reports it
-    HAS_REQUESTS = False
-
-try:
-    import google.auth.exceptions as auth_exceptions
-
-    HAS_GOOGLE_AUTH = True
-except ImportError:  # pragma: no cover - gcp.GcpSession reports it
-    HAS_GOOGLE_AUTH = False
 
 HTTP_TIMEOUT = 60
 
@@ -119,11 +107,17 @@ def api_error(exc, resource, method):
         if exc.code == 400 and state:
             return SecretVersionUnreadable(resource, message, state["name"], state["state"], method=method, url=url, body=body)
         return ApiError(resource, exc.code, message, method=method, url=url, reason=reason or getattr(exc, "reason", None), body=body)
-    if HAS_GOOGLE_AUTH and isinstance(exc, auth_exceptions.RefreshError):
+    if isinstance(exc, auth_exceptions.RefreshError):
         return ApiError(resource, 401, f"cannot get an access token: {exc}", method=method)
-    if HAS_GOOGLE_AUTH and isinstance(exc, auth_exceptions.TransportError) or HAS_REQUESTS and isinstance(exc, requests.RequestException):
+    if isinstance(exc, (auth_exceptions.TransportError, requests.RequestException)):
         return ApiError(resource, None, f"request failed: {exc}", method=method)
     return None
+
+
+def _call_errors():
+    """What a client call may raise that api_error maps (anything else is a bug, raised as is)."""
+    return (api_exceptions.GoogleAPICallError, auth_exceptions.RefreshError, auth_exceptions.TransportError,
+            requests.RequestException)
 
 
 def _state(version):
@@ -167,10 +161,8 @@ class SecretManager:
         def once():
             try:
                 return func(request=request, retry=None, timeout=HTTP_TIMEOUT)
-            except Exception as exc:  # pylint: disable=broad-exception-caught  # mapped below, or re-raised
+            except _call_errors() as exc:
                 error = api_error(exc, resource, method)
-                if error is None:
-                    raise
                 if allow_404 and error.status == 404:
                     return None
                 raise error from None

@@ -40,6 +40,9 @@ def test_check_real_check_real_rotation_and_pruning(ansible, gcp, operator_env):
         again = ansible.run(tasks, diff=True, env=operator_env, **mode)
         assert again.task(TASK)["changed"] is False, (mode, again.stdout)
         assert gcp_writes(gcp, mark) == [], mode
+        # A no-op costs three reads: the secret, its versions, the newest payload (no extra call from the client).
+        reads = [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in gcp.fake.requests(since=mark, service="secretmanager")]
+        assert reads == [("GET", name), ("GET", "versions"), ("GET", "1:access")], reads
 
     rotated = payload.replace("one", "two")
     tasks = secret_task(name, payload=rotated, labels={"cluster": "build-team"}, keep_versions=1)
