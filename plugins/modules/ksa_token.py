@@ -85,7 +85,7 @@ options:
           - A Google Secret Manager secret holding the kubeconfig, C(projects/PROJECT/secrets/SECRET), optionally
             with C(/versions/VERSION) (default C(latest)). Read with the Google credentials options.
           - C(latest) is the most recently created version, whatever its state. If that version is disabled or
-            destroyed, nobody reading C(latest) gets its token, so it counts as no usable token: a new one is minted
+            destroyed, nobody reading C(latest) gets its token, so it counts as no usable token and a new one is minted
             (RV(reason) names the version and its state), and storing it (M(prow.build_cluster.secret_manager_secret))
             adds the version that makes C(latest) readable again.
         type: str

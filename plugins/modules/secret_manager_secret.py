@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Ensures the secret exists with the given labels and replication, for example the secret that
     carries a build cluster's kubeconfig to Prow (External Secrets reads its C(latest) version).
-  - With O(payload), compares O(payload) by SHA-256 with what consumers read, C(versions/latest): the most
-    recently created version, whatever its state. A new version is added only when they differ, or when
+  - With O(payload), compares O(payload) by SHA-256 with what consumers read, C(versions/latest), which is the
+    most recently created version, whatever its state. A new version is added only when they differ, or when
     the newest version is disabled or destroyed (for example by hand), since then every reader of
     C(latest) fails (400 FAILED_PRECONDITION) even if an older version is enabled. The payload is never
     returned nor logged; diffs show fingerprints.
@@ -95,8 +95,8 @@ version:
   type: str
 reason:
   description:
-    - Why a version was (or would be) added, for example C(payload differs) or
-      C(the newest version (3) is DISABLED: readers of latest get nothing); V(null) when none was needed.
+    - Why a version was (or would be) added, for example C(payload differs), C(no version yet), or a sentence
+      naming the newest version when it is disabled or destroyed; V(null) when none was needed.
   returned: when O(payload) is given and O(state=present)
   type: str
 latest_state:

@@ -185,7 +185,7 @@ def ensure(module, sm, project, name, resource, secret, payload, result):
                         "versions/latest gets an error; give payload to add a new version")
     else:
         same = False
-        result["reason"] = (f"the newest version ({version_number(newest)}) is {newest['state']}: readers of latest get nothing"
+        result["reason"] = (f"the newest version ({version_number(newest)}) is {newest['state']}, readers of latest get nothing"
                             if newest else "no version yet")
 
     after_newest = newest

@@ -62,7 +62,7 @@ def test_google_errors_become_api_errors_with_googles_message():
 
     denied = secretmanager.api_error(http_error(403, {"error": {
         "code": 403, "message": "Permission 'secretmanager.versions.access' denied", "status": "PERMISSION_DENIED"}}), "r", "GET")
-    assert type(denied) is ApiError and (denied.status, denied.reason) == (403, "PERMISSION_DENIED")
+    assert not isinstance(denied, secretmanager.SecretVersionUnreadable) and (denied.status, denied.reason) == (403, "PERMISSION_DENIED")
     assert denied.message == "Permission 'secretmanager.versions.access' denied"  # without the client's "GET url:" prefix
     assert denied.body["error"]["status"] == "PERMISSION_DENIED" and not denied.transient
 
