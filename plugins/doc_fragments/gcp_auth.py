@@ -67,4 +67,5 @@ requirements:
   - google-auth
   - requests
   - tenacity
+  - google-cloud-secret-manager and google-crc32c (for Secret Manager secrets and their IAM policies)
 """

@@ -12,12 +12,13 @@ and one error shape (``common.ApiError``) with retries from ``common.call_with_r
 
 The REST APIs are called directly rather than through the generated client libraries:
 the calls are few, the import cost per task is much lower, and the same code path serves
-every service.
+every service. Secret Manager is the exception: it goes through google-cloud-secret-manager
+(``module_utils/secretmanager.py``), for the payload integrity checks (CRC32C) that library
+and google-crc32c do, on this session's credentials, endpoints, errors and retries.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -424,12 +425,13 @@ def first_error(*errors):
 class PolicyTarget:
     """Where one resource's IAM policy is read and written: each service spells it differently."""
 
-    def __init__(self, resource, service, get, put, wrap):
+    def __init__(self, resource, service, get, put, wrap, client_name=None):
         self.resource = resource  # for messages: "bucket my-bucket"
         self.service = service
         self.get = get  # (method, path, params)
         self.put = put  # (method, path)
         self.wrap = wrap  # body of the write: {"policy": policy} or the policy itself
+        self.client_name = client_name  # Secret Manager: read and written through its client library
 
     @classmethod
     def project(cls, project):
@@ -453,10 +455,20 @@ class PolicyTarget:
     def secret(cls, project, secret):
         path = f"/v1/projects/{project}/secrets/{secret}"
         return cls(f"secret projects/{project}/secrets/{secret}", "secretmanager",
-                   ("GET", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}), ("POST", path + ":setIamPolicy"), True)
+                   ("GET", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}), ("POST", path + ":setIamPolicy"), True,
+                   client_name=f"projects/{project}/secrets/{secret}")
+
+
+def _secret_manager(session):
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
+
+    return SecretManager(session)
 
 
 def read_policy(session, target):
+    if target.client_name:
+        return _secret_manager(session).get_policy(target.client_name, f"{target.resource} IAM policy")
     method, path, params = target.get
     # Resource Manager takes the requested version in the body; the others as a query parameter.
     body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
@@ -464,6 +476,8 @@ def read_policy(session, target):
 
 
 def write_policy(session, target, policy):
+    if target.client_name:
+        return _secret_manager(session).set_policy(target.client_name, policy, f"{target.resource} IAM policy")
     method, path = target.put
     body = {"policy": policy} if target.wrap else policy
     return session.request(method, target.service, path, f"{target.resource} IAM policy", json_body=body)
@@ -494,30 +508,3 @@ def update_policy(session, target, mutate, check_mode=False, retry_on=None):
 def member_not_yet_visible(exc):
     """IAM refuses a service account created seconds ago as a member ("does not exist")."""
     return getattr(exc, "status", None) == 400 and "does not exist" in (getattr(exc, "message", "") or "")
-
-
-# ---------------------------------------------------------------- payload checksums
-
-def _crc32c_table():
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _bit in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def crc32c(data):
-    """CRC32C (Castagnoli), which Secret Manager checks payloads against (``dataCrc32c``)."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def b64(data):
-    return base64.b64encode(data).decode("ascii")

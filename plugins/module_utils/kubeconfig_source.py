@@ -14,8 +14,6 @@ authenticating to Google costs time in every task that does not need it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
@@ -70,6 +68,7 @@ class SourceReader:
     def __init__(self, module):
         self.module = module
         self._gcp = None
+        self._sm = None
 
     def gcp(self):
         if self._gcp is None:
@@ -92,19 +91,40 @@ class SourceReader:
             return item["content"]
         return self.read_secret(item["secret"], label)
 
+    def secret_manager(self):
+        if self._sm is None:
+            # pylint: disable-next=import-outside-toplevel
+            from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
+
+            self._sm = SecretManager(self.gcp())
+        return self._sm
+
     def read_secret(self, secret, label):
+        """The payload of the version named (``latest`` by default: the newest created version).
+
+        None if the secret or version does not exist. A DISABLED or DESTROYED version raises
+        secretmanager.SecretVersionUnreadable (an ApiError) whose message says which version,
+        its state and the fix: readers of ``latest`` do not fall back to an older version,
+        as External Secrets' default LatestOrFail does not.
+        """
         name = secret_version_name(secret)
-        response = self.gcp().request("GET", "secretmanager", f"/v1/{name}:access", f"secret version {name}", allow_404=True)
-        if response is None:
+        found = self.secret_manager().access(name, f"secret version {name}", allow_404=True)
+        if found is None:
             return None
-        return decode_payload(response, label)
+        return decode_payload(found[1], label)
 
 
-def decode_payload(response, label):
-    """The UTF-8 text of an ``:access`` response's payload."""
+def unreadable_version(exc):
+    """Whether ``exc`` is secretmanager.SecretVersionUnreadable (a DISABLED or DESTROYED version),
+    told without importing the Secret Manager library into modules that may not need it."""
+    return getattr(exc, "state", None) in ("DISABLED", "DESTROYED") and getattr(exc, "version", None) is not None
+
+
+def decode_payload(data, label):
+    """The UTF-8 text of a version's payload bytes."""
     try:
-        return base64.b64decode((response.get("payload") or {}).get("data") or "", validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
         raise kc.KubeconfigError(f"{label}: the secret's payload is not UTF-8 text, so it cannot be a kubeconfig") from None
 
 

@@ -84,6 +84,10 @@ options:
         description:
           - A Google Secret Manager secret holding the kubeconfig, C(projects/PROJECT/secrets/SECRET), optionally
             with C(/versions/VERSION) (default C(latest)). Read with the Google credentials options.
+          - C(latest) is the most recently created version, whatever its state. If that version is disabled or
+            destroyed, nobody reading C(latest) gets its token, so it counts as no usable token and a new one is minted
+            (RV(reason) names the version and its state), and storing it (M(prow.build_cluster.secret_manager_secret))
+            adds the version that makes C(latest) readable again.
         type: str
   dest:
     description: Write the kubeconfig to this file, atomically and with mode C(0600), when its content changes.

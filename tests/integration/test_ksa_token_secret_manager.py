@@ -115,3 +115,52 @@ def test_secret_manager_errors_carry_status_and_message(ansible, tmp_path, gcp):
     assert result["failed"] is True
     assert result["status"] == 403, json.dumps(result)
     assert f"secrets/{secret_id}/versions/latest" in result["msg"]
+
+
+@pytest.mark.parametrize("action", ["disable", "destroy"])
+def test_a_disabled_newest_version_is_no_usable_token(ansible, kube_cluster, sa, gcp, tmp_path, action):
+    """versions/latest is the newest created version: disabled or destroyed by hand (say, to retire a
+    leaked token), nobody reading latest gets it. ksa_token mints a new token, saying why, and
+    secret_manager_secret stores it as the version that makes latest readable again."""
+    secret_id = gcp.unique("kubeconfig")
+    secret = f"projects/{gcp.prow_project}/secrets/{secret_id}"
+    token_task = {"name": "token", "no_log": True, "register": "token",
+                  "prow.build_cluster.ksa_token": {"kubeconfig": str(kube_cluster.kubeconfig), "alias": "build-team",
+                                                   "current": {"secret": secret}, "return_content": True, **sa}}
+    store = {"name": "store", "when": "token.rotated and token.kubeconfig is defined",
+             "prow.build_cluster.secret_manager_secret": {"project": gcp.prow_project, "name": secret_id,
+                                                          "payload": "{{ token.kubeconfig }}", "keep_versions": 2}}
+    summary = {"name": "summary", "ansible.builtin.debug": {"msg": "{{ {'rotated': token.rotated, 'reason': token.reason} }}"}}
+    env = gcp_env(gcp)
+    tasks = [token_task, summary, store]
+    assert ansible.run(tasks, env=env).task("summary")["msg"]["rotated"] is True  # version 1
+    assert ansible.run(tasks, env=env).task("summary")["msg"]["rotated"] is False
+    getattr(gcp.secretmanager(), f"{action}_secret_version")(name=f"{secret}/versions/1")
+    state = "DISABLED" if action == "disable" else "DESTROYED"
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, env=env)
+    assert check.failed == 0, check.stdout
+    assert check.task("summary")["msg"] == {"rotated": True, "reason": f"the stored kubeconfig's version 1 is {state} (unreadable)"}
+    assert not gcp.fake.requests(since=mark, service="secretmanager", writes_only=True)
+
+    real = ansible.run(tasks, env=env)
+    assert real.task("summary")["msg"]["rotated"] is True and real.task("store")["version"].endswith("/versions/2"), real.stdout
+    stored = gcp.secretmanager().access_secret_version(name=f"{secret}/versions/latest").payload.data.decode()
+    assert yaml.safe_load(stored)["contexts"][0]["name"] == "build-team"
+    assert ansible.run(tasks, env=env).task("summary")["msg"]["rotated"] is False
+
+
+def test_composite_names_a_disabled_newest_version_and_its_fix(ansible, tmp_path, gcp):
+    secret_id = gcp.unique("kc")
+    put_secret(gcp, gcp.prow_project, secret_id, "apiVersion: v1")
+    put_secret(gcp, gcp.prow_project, secret_id, "apiVersion: v1")
+    gcp.secretmanager().disable_secret_version(name=f"projects/{gcp.prow_project}/secrets/{secret_id}/versions/2")
+    dest = tmp_path / "composite"
+    result = ansible.run([{"name": "merge", "prow.build_cluster.composite_kubeconfig": {
+        "members": [{"secret": f"projects/{gcp.prow_project}/secrets/{secret_id}"}], "dest": str(dest)}}],
+        env=gcp_env(gcp)).task("merge")
+    assert result["failed"] is True and result["status"] == 400 and result["reason"] == "FAILED_PRECONDITION", result
+    assert f"secrets/{secret_id}/versions/2] is in DISABLED state" in result["msg"]
+    assert "new version" in result["msg"]
+    assert not dest.exists()

@@ -149,6 +149,10 @@ def test_the_external_secret_is_accepted_by_the_real_eso_crd(onboarded):
     spec = json.loads(got.stdout)["spec"]
     assert spec["data"][0]["remoteRef"]["key"] == "prow_build_cluster_kubeconfig_build-sandbox"
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "prow-gsm"}
+    store = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "clustersecretstores.external-secrets.io",
+                            "prow-gsm", "-o", "json"], capture_output=True, text=True, check=True)
+    # latest or a sync error, never an older version (docs/architecture.md, "Secret Manager: what consumers read").
+    assert json.loads(store.stdout)["spec"]["provider"]["gcpsm"]["secretVersionSelectionPolicy"] == "LatestOrFail"
 
 
 def test_the_generated_kubeconfig_works_with_kubectl(onboarded):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import gcp_writes
+import pytest
+from conftest import gcp_writes, put_secret
 
 TASK = "secret"
+NUMBER = "100000000001"  # prow-sandbox-prow: Google names versions with the project number
 
 
 def secret_task(name, **extra):
@@ -38,6 +40,9 @@ def test_check_real_check_real_rotation_and_pruning(ansible, gcp, operator_env):
         again = ansible.run(tasks, diff=True, env=operator_env, **mode)
         assert again.task(TASK)["changed"] is False, (mode, again.stdout)
         assert gcp_writes(gcp, mark) == [], mode
+        # A no-op costs three reads: the secret, its versions, the newest payload (no extra call from the client).
+        reads = [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in gcp.fake.requests(since=mark, service="secretmanager")]
+        assert reads == [("GET", name), ("GET", "versions"), ("GET", "1:access")], reads
 
     rotated = payload.replace("one", "two")
     tasks = secret_task(name, payload=rotated, labels={"cluster": "build-team"}, keep_versions=1)
@@ -47,7 +52,8 @@ def test_check_real_check_real_rotation_and_pruning(ansible, gcp, operator_env):
     assert check_rotate.task(TASK)["diff"]["before"]["payload"] != check_rotate.task(TASK)["diff"]["after"]["payload"]
     rotate = ansible.run(tasks, diff=True, env=operator_env)
     assert rotate.task(TASK)["version_added"] is True and rotate.task(TASK)["pruned"] == ["1"], rotate.stdout
-    assert gcp_writes(gcp, mark) == [f"POST {base}/{name}:addVersion", f"POST {base}/{name}/versions/1:disable"]
+    numbered = f"/secretmanager/v1/projects/{NUMBER}/secrets/{name}"
+    assert gcp_writes(gcp, mark) == [f"POST {base}/{name}:addVersion", f"POST {numbered}/versions/1:disable"]
     assert versions(gcp, name) == {"2": "ENABLED", "1": "DISABLED"}
     assert ansible.run(tasks, env=operator_env).task(TASK)["changed"] is False
 
@@ -64,7 +70,7 @@ def test_destroy_older_versions_and_labels_update(ansible, gcp, operator_env):
     run = ansible.run(secret_task(name, payload="v2", keep_versions=2, prune_action="destroy", labels={"team": "a"}), env=operator_env)
     assert run.task(TASK)["changed"] is True and run.task(TASK)["pruned"] == ["1"], run.stdout
     base = f"/secretmanager/v1/projects/{gcp.prow_project}/secrets/{name}"
-    assert gcp_writes(gcp, mark) == [f"PATCH {base}", f"POST {base}/versions/1:destroy"]
+    assert gcp_writes(gcp, mark) == [f"PATCH {base}", f"POST /secretmanager/v1/projects/{NUMBER}/secrets/{name}/versions/1:destroy"]
     assert versions(gcp, name) == {"3": "ENABLED", "2": "ENABLED", "1": "DESTROYED"}
 
 
@@ -81,3 +87,91 @@ def test_survives_a_503_and_bad_inputs_fail_before_any_call(ansible, gcp, operat
         result = ansible.run(secret_task(**args), env=operator_env).task(TASK)
         assert result.get("failed") and message in result["msg"], (args, result.get("msg"))
     assert gcp.fake.requests(since=mark) == []
+
+
+def set_state(gcp, name, number, action):
+    client = gcp.secretmanager()
+    getattr(client, f"{action}_secret_version")(name=f"projects/{gcp.prow_project}/secrets/{name}/versions/{number}")
+
+
+def latest_payload(gcp, name):
+    return gcp.secretmanager().access_secret_version(name=f"projects/{gcp.prow_project}/secrets/{name}/versions/latest").payload.data
+
+
+@pytest.mark.parametrize("action", ["disable", "destroy"])
+def test_repairs_latest_when_the_newest_version_was_disabled_or_destroyed_by_hand(ansible, gcp, operator_env, action):
+    """What consumers read is versions/latest, the newest created version: when someone disables or destroys
+    it, they all fail, even though an older version holds the same payload. The module adds a version."""
+    name = gcp.unique("repair")
+    for payload in ("same", "other", "same"):  # versions 1..3; 1 and 3 hold the same payload
+        put_secret(gcp, gcp.prow_project, name, payload)
+    set_state(gcp, name, 3, action)
+    tasks = secret_task(name, payload="same", keep_versions=2)
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env).task(TASK)
+    assert check["changed"] is True and check["version_added"] is True, check
+    assert "version (3) is " + ("DISABLED" if action == "disable" else "DESTROYED") in check["reason"]
+    assert check["diff"]["before"]["state"] in ("DISABLED", "DESTROYED") and check["diff"]["after"]["state"] == "ENABLED"
+    assert check["diff"]["after"]["version"] == 4 and check["pruned"] == ["1"]
+    assert gcp_writes(gcp, mark) == []
+
+    real = ansible.run(tasks, diff=True, env=operator_env).task(TASK)
+    assert real["version"].endswith("/versions/4") and real["pruned"] == ["1"], real
+    assert latest_payload(gcp, name) == b"same"
+    # Version 3 stays as the human left it (it is between kept ones), 2 is the other kept one.
+    assert versions(gcp, name) == {"4": "ENABLED", "3": "DISABLED" if action == "disable" else "DESTROYED",
+                                   "2": "ENABLED", "1": "DISABLED"}
+    mark = gcp.mark()
+    assert ansible.run(tasks, env=operator_env).task(TASK)["changed"] is False
+    assert gcp_writes(gcp, mark) == []
+
+
+def test_never_prunes_the_newest_version(ansible, gcp, operator_env):
+    """Without a payload the module cannot repair latest, but pruning never touches it and it warns."""
+    name = gcp.unique("newest")
+    for payload in ("a", "b", "c"):
+        put_secret(gcp, gcp.prow_project, name, payload)
+    set_state(gcp, name, 3, "disable")
+    run = ansible.run(secret_task(name, keep_versions=1, prune_action="destroy"), env=operator_env)
+    result = run.task(TASK)
+    assert result["pruned"] == ["1"] and result["latest_state"] == "DISABLED", result
+    assert "newest version (3) is DISABLED" in run.stdout + run.stderr
+    assert versions(gcp, name) == {"3": "DISABLED", "2": "ENABLED", "1": "DESTROYED"}
+
+
+def test_versions_are_added_with_a_checksum_and_read_back_verified(ansible, gcp, operator_env):
+    name = gcp.unique("crc")
+    assert ansible.run(secret_task(name, payload="kubeconfig-one"), env=operator_env).task(TASK)["version_added"]
+    version = gcp.secretmanager().get_secret_version(name=f"projects/{gcp.prow_project}/secrets/{name}/versions/1")
+    assert version.client_specified_payload_checksum, "addVersion must carry data_crc32c"
+
+    # A read corrupted in transit is caught by its checksum and read again: no needless new version.
+    gcp.configure(secretmanager_corrupt_next_access=1)
+    mark = gcp.mark()
+    again = ansible.run(secret_task(name, payload="kubeconfig-one"), env=operator_env).task(TASK)
+    assert again["changed"] is False, again
+    accesses = [c for c in gcp.fake.requests(since=mark, service="secretmanager") if c["path"].endswith(":access")]
+    assert len(accesses) == 2 and gcp_writes(gcp, mark) == []  # unchecked, the flipped byte would have added a version
+
+
+def test_user_managed_replication_mismatch_and_deletion(ansible, gcp, operator_env):
+    name = gcp.unique("regional")
+    tasks = secret_task(name, payload="regional-payload", replication_locations=["us-east1", "europe-west1"])
+    created = ansible.run(tasks, env=operator_env).task(TASK)
+    assert created["changed"] is True, created
+    replicas = created["secret"]["replication"]["userManaged"]["replicas"]
+    assert sorted(r["location"] for r in replicas) == ["europe-west1", "us-east1"]
+    mark = gcp.mark()
+    assert ansible.run(tasks, env=operator_env).task(TASK)["changed"] is False
+    other = ansible.run(secret_task(name, payload="regional-payload", replication_locations=["us-west1"]), env=operator_env).task(TASK)
+    assert other.get("failed") and "replication cannot change" in other["msg"], other
+    assert gcp_writes(gcp, mark) == []
+
+    gone = secret_task(name, state="absent")
+    check = ansible.run(gone, check=True, diff=True, env=operator_env).task(TASK)
+    assert check["changed"] is True and check["diff"]["before"]["replication"] == ["europe-west1", "us-east1"]
+    assert gcp_writes(gcp, mark) == []
+    assert ansible.run(gone, env=operator_env).task(TASK)["changed"] is True
+    assert gcp_writes(gcp, mark) == [f"DELETE /secretmanager/v1/projects/{gcp.prow_project}/secrets/{name}"]
+    assert ansible.run(gone, env=operator_env).task(TASK)["changed"] is False

@@ -113,26 +113,34 @@ def gke_cap_message(duration):
 
 
 def read_current(module):
-    """The current kubeconfig (parsed), or None; its label for messages."""
+    """(the current kubeconfig parsed or None, its label for messages, why it cannot be used or None).
+
+    A secret whose version is DISABLED or DESTROYED (Google's 400 FAILED_PRECONDITION, also for
+    ``latest``, the newest created version) holds no usable token: nobody who reads ``latest``
+    gets it, and whoever disabled it may have meant to retire that token. So a new token is
+    minted (the reason says why), and storing it as a new version repairs ``latest``.
+    """
     item = module.params["current"]
     if item is None:
         if not module.params["dest"]:
-            return None, None
+            return None, None, None
         item = {"path": module.params["dest"]}
     label = sources.label_of(item, "current")
     try:
         content = sources.SourceReader(module).read(item, label)
         if content is None:
-            return None, label
+            return None, label, None
         config = kc.parse(content, label)
     except ApiError as exc:
+        if sources.unreadable_version(exc):
+            return None, label, f"the stored kubeconfig's version {exc.version.rsplit('/', 1)[-1]} is {exc.state} (unreadable)"
         fail_on_api_error(module, exc)
     except kc.KubeconfigError as exc:
         if module.params["force"]:
             return None, label  # it is being replaced anyway
         module.fail_json(msg=f"{exc}; fix or remove it, or set force: true to mint a new token regardless")
     sources.hide_credentials(module, config)
-    return config, label
+    return config, label, None
 
 
 def cluster_ca(module, client, namespace):
@@ -207,7 +215,7 @@ def run(module):
     alias, dest = params["alias"], params["dest"]
     expected_user = f"system:serviceaccount:{params['namespace']}:{params['service_account']}"
 
-    current, _label = read_current(module)
+    current, _label, unreadable = read_current(module)
     client = connect(module)
     try:
         if duration > GKE_MAX_SECONDS and params["platform"] == "auto" and client.is_gke():
@@ -215,7 +223,7 @@ def run(module):
         server, ca_data = client.server, cluster_ca(module, client, params["namespace"])
 
         now = datetime.now(timezone.utc)
-        reason = "force: true" if params["force"] else kc.stale_reason(current, alias, server, ca_data, now, rotate_before)
+        reason = "force: true" if params["force"] else unreadable or kc.stale_reason(current, alias, server, ca_data, now, rotate_before)
         if reason is None:
             # Cheap checks passed; only the server knows about revocation and foreign issuers.
             reason = kc.review_reason(client.token_review(kc.credential(current, alias)[2]), expected_user)

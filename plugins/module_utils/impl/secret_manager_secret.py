@@ -10,7 +10,6 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, fingerprint
@@ -18,12 +17,11 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_ARGSPEC,
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
-    b64,
-    crc32c,
     first_error,
     labels_error,
     secret_id_error,
 )
+from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -31,7 +29,7 @@ MAX_PAYLOAD = 64 * 1024
 def replication_body(locations):
     if not locations:
         return {"automatic": {}}
-    return {"userManaged": {"replicas": [{"location": loc} for loc in sorted(locations)]}}
+    return {"user_managed": {"replicas": [{"location": loc} for loc in sorted(locations)]}}
 
 
 def replication_of(secret):
@@ -44,43 +42,42 @@ def version_number(version):
     return int(version["name"].rsplit("/", 1)[1])
 
 
+def newest_of(versions):
+    """The most recently created version, whatever its state: what ``versions/latest`` is, so what
+    every consumer (External Secrets, composite_kubeconfig, verify) reads."""
+    return max(versions, key=version_number) if versions else None
+
+
 def plan_pruning(versions, keep, action):
     """Versions (API dicts) to disable or destroy so that only the newest ``keep`` enabled stay enabled.
 
-    Only versions older than the oldest kept one are touched: a newer version someone disabled
-    by hand is theirs to decide about.
+    The newest version (``latest``) is never touched, whatever its state: disabling or
+    destroying it would leave every reader of ``latest`` without a payload. Only versions older
+    than the oldest kept one are touched: an enabled or disabled version in between (say one
+    someone disabled by hand) is theirs to decide about.
     """
-    if not keep:
+    if not keep or not versions:
         return []
+    newest = version_number(newest_of(versions))
     enabled = sorted((v for v in versions if v["state"] == "ENABLED"), key=version_number, reverse=True)
     kept = enabled[:keep]
     if not kept:
         return []
     oldest_kept = version_number(kept[-1])
     states = ("ENABLED",) if action == "disable" else ("ENABLED", "DISABLED")
-    return [v for v in versions if version_number(v) < oldest_kept and v["state"] in states]
-
-
-def list_versions(gcp, path, resource):
-    versions, token = [], None
-    while True:
-        params = {"pageSize": 100}
-        if token:
-            params["pageToken"] = token
-        page = gcp.request("GET", "secretmanager", path + "/versions", resource, params=params)
-        versions.extend(page.get("versions") or [])
-        token = page.get("nextPageToken")
-        if not token:
-            return versions
+    return [v for v in versions if version_number(v) < min(oldest_kept, newest) and v["state"] in states]
 
 
 def describe(secret, newest, payload_fp):
+    """What a diff shows: the secret's settings and its newest version (``latest``), its state and
+    the payload's fingerprint (never the payload)."""
     if not secret:
         return {}
     return {
         "labels": secret.get("labels") or {},
         "replication": replication_of(secret) or "automatic",
         "version": version_number(newest) if newest else None,
+        "state": newest["state"] if newest else None,
         "payload": payload_fp,
     }
 
@@ -117,22 +114,23 @@ def run(module):
     if error:
         module.fail_json(msg=error)
     gcp = GcpSession(module)
+    sm = SecretManager(gcp)
     project = gcp.require_project()
-    path = f"/v1/projects/{project}/secrets/{params['name']}"
-    resource = f"secret projects/{project}/secrets/{params['name']}"
+    name = f"projects/{project}/secrets/{params['name']}"
+    resource = f"secret {name}"
     result = {"changed": False, "version": None, "version_added": False, "pruned": [], "secret": {}}
     if payload is not None:
         result["payload_fingerprint"] = fingerprint(payload)
     try:
-        secret = gcp.get("secretmanager", path, resource)
+        secret = sm.get_secret(name, resource)
         if params["state"] == "absent":
             result["diff"] = {"before": describe(secret, None, None), "after": {}}
             if secret:
                 result["changed"] = True
                 if not module.check_mode:
-                    gcp.request("DELETE", "secretmanager", path, resource, allow_404=True)
+                    sm.delete_secret(name, resource)
         else:
-            ensure(module, gcp, project, path, resource, secret, payload, result)
+            ensure(module, sm, project, name, resource, secret, payload, result)
     except ApiError as err:
         fail_on_api_error(module, err)
     if not module._diff:
@@ -140,17 +138,20 @@ def run(module):
     module.exit_json(**result)
 
 
-def ensure(module, gcp, project, path, resource, secret, payload, result):
+def ensure(module, sm, project, name, resource, secret, payload, result):
     params = module.params
     check = module.check_mode
     before_secret, after_secret = secret, secret
     if secret is None:
         result["changed"] = True
-        body = {"replication": replication_body(params["replication_locations"]), "labels": params["labels"] or {}}
-        after_secret = dict(body, name=f"projects/{project}/secrets/{params['name']}")
+        labels = params["labels"] or {}
+        after_secret = {"name": name, "labels": labels,
+                        "replication": {"userManaged": {"replicas": [{"location": loc} for loc in sorted(params["replication_locations"])]}}
+                        if params["replication_locations"] else {"automatic": {}}}
         if not check:
-            secret = after_secret = gcp.request("POST", "secretmanager", f"/v1/projects/{project}/secrets", resource,
-                                                params={"secretId": params["name"]}, json_body=body)
+            secret = after_secret = sm.create_secret(
+                f"projects/{project}", params["name"],
+                {"replication": replication_body(params["replication_locations"]), "labels": labels}, resource)
     else:
         wanted = params["replication_locations"]
         if wanted is not None and replication_of(secret) != sorted(wanted):
@@ -162,31 +163,39 @@ def ensure(module, gcp, project, path, resource, secret, payload, result):
             result["changed"] = True
             after_secret = dict(secret, labels=labels)
             if not check:
-                secret = after_secret = gcp.request("PATCH", "secretmanager", path, resource, params={"updateMask": "labels"},
-                                                    json_body={"labels": labels})
+                secret = after_secret = sm.update_labels(name, labels, resource)
 
-    versions = list_versions(gcp, path, resource) if before_secret else []
-    enabled = sorted((v for v in versions if v["state"] == "ENABLED"), key=version_number, reverse=True)
-    newest = enabled[0] if enabled else None
+    versions = sm.list_versions(name, resource) if before_secret else []
+    # Compared against what consumers read: versions/latest, the newest CREATED version whatever
+    # its state (not the newest enabled one). If it is DISABLED or DESTROYED, every reader of
+    # latest fails (400 FAILED_PRECONDITION), so a new version is due even for the same payload.
+    newest = newest_of(versions)
     current_fp = None
-    if newest and payload is not None:
+    result["latest_state"] = newest["state"] if newest else None
+    if newest and newest["state"] == "ENABLED" and payload is not None:
         # Read and hash the current payload in memory; only its fingerprint ever leaves this function.
-        data = gcp.request("GET", "secretmanager", f"{path}/versions/{version_number(newest)}:access", resource)
-        current = base64.b64decode((data.get("payload") or {}).get("data") or "")
+        _version, current = sm.access(newest["name"], resource)
         current_fp = fingerprint(current)
         same = hashlib.sha256(current).digest() == hashlib.sha256(payload).digest()
+        result["reason"] = None if same else "payload differs"
+    elif payload is None:
+        same = True
+        if newest and newest["state"] != "ENABLED":
+            module.warn(f"{resource}: the newest version ({version_number(newest)}) is {newest['state']}, so whoever reads "
+                        "versions/latest gets an error; give payload to add a new version")
     else:
-        same = payload is None
+        same = False
+        result["reason"] = (f"the newest version ({version_number(newest)}) is {newest['state']}, readers of latest get nothing"
+                            if newest else "no version yet")
 
     after_newest = newest
     if not same:
         result["changed"] = result["version_added"] = True
         if check:
             number = max([version_number(v) for v in versions] or [0]) + 1
-            after_newest = {"name": f"planned/versions/{number}", "state": "ENABLED", "_planned": True}
+            after_newest = {"name": f"{name}/versions/{number}", "state": "ENABLED", "_planned": True}
         else:
-            after_newest = gcp.request("POST", "secretmanager", path + ":addVersion", resource,
-                                       json_body={"payload": {"data": b64(payload), "dataCrc32c": str(crc32c(payload))}})
+            after_newest = sm.add_version(name, payload, resource)
         versions = [after_newest] + versions
 
     prune = plan_pruning(versions, params["keep_versions"], params["prune_action"])
@@ -194,8 +203,7 @@ def ensure(module, gcp, project, path, resource, secret, payload, result):
         result["changed"] = True
         result["pruned"].append(str(version_number(version)))
         if not check:
-            gcp.request("POST", "secretmanager", f"{path}/versions/{version_number(version)}:{params['prune_action']}",
-                        resource, json_body={"etag": version["etag"]} if version.get("etag") else {})
+            sm.set_version_state(version["name"], params["prune_action"], version.get("etag"), resource)
 
     result["name"] = (after_secret or {}).get("name")
     result["secret"] = secret or {}

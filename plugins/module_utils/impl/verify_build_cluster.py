@@ -17,7 +17,6 @@ from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, format_duration, parse_duration
-from ansible_collections.prow.build_cluster.plugins.module_utils.impl.secret_manager_secret import list_versions, version_number
 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -54,14 +53,12 @@ def check_credential(module, admin, checks):
     params = module.params
     label = source.label_of(params["stored"], "stored kubeconfig")
     reader = source.SourceReader(module)
-    if params["stored"].get("secret"):
-        check_newest_version(reader, params["stored"]["secret"], checks)
     try:
         text = reader.read(params["stored"], label)
     except ApiError as exc:
-        fix = "check that the secret exists and that you may read it"
-        if exc.reason == "FAILED_PRECONDITION":
-            fix = "the version read is disabled or destroyed: enable it, or name an enabled version"
+        # A DISABLED or DESTROYED version, also as versions/latest (the newest created one,
+        # which is what External Secrets and every other reader gets): the error names it.
+        fix = exc.fix if source.unreadable_version(exc) else "check that the secret exists and that you may read it"
         checks.broken("stored kubeconfig", str(exc), fix)
     except kc.KubeconfigError as exc:
         checks.broken("stored kubeconfig", str(exc), "check that the file exists and that you may read it")
@@ -107,37 +104,6 @@ def check_credential(module, admin, checks):
                       "run playbooks/rotate.yml, and check that the rotation job runs")
     checks.ok("expiry", f"valid until {expiry.isoformat()}" if expiry else "the token carries no expiry")
     return expiry
-
-
-def check_newest_version(reader, secret, checks):
-    """What consumers read as ``latest`` is the most recently created version, whatever its state.
-
-    Secret Manager answers an access to ``latest`` with 400 FAILED_PRECONDITION when that
-    version is disabled or destroyed; an older enabled version does not stand in for it.
-    So the newest version must be ENABLED, and verify lists the versions to see it.
-    """
-    name = source.secret_version_name(secret)
-    path, version = name.rsplit("/versions/", 1)
-    if version != "latest":
-        return  # a pinned version: reading it is the check
-    try:
-        versions = list_versions(reader.gcp(), f"/v1/{path}", f"secret {path}")
-    except ApiError as exc:
-        if exc.status == 404:
-            return  # no such secret: the read says so
-        checks.broken("stored kubeconfig", str(exc),
-                      "the operator needs secretmanager.versions.list on the secret (e.g. roles/secretmanager.admin)")
-    if not versions:
-        checks.broken("stored kubeconfig", f"{path} has no version", FIX_ONBOARD)
-    newest = max(versions, key=version_number)
-    if newest.get("state") != "ENABLED":
-        number = version_number(newest)
-        project, secret_id = path.split("/")[1], path.rsplit("/", 1)[1]
-        checks.broken("stored kubeconfig",
-                      f"{path}: its newest version {number} is {newest.get('state')}; consumers read latest, which is the "
-                      "newest version whatever its state, and Secret Manager serves no version that is not enabled",
-                      f"enable it (gcloud secrets versions enable {number} --secret={secret_id} --project={project}), "
-                      "or add a new version: run playbooks/rotate.yml -e force_rotation=true")
 
 
 def token_rejected(admin, token, review):

@@ -6,8 +6,12 @@ transport of google-cloud-secret-manager calls it. Details code tends to trip ov
 * resource names carry the project NUMBER even when the call used the project ID;
 * etags are quoted strings; a mismatching etag is 400 FAILED_PRECONDITION
   (https://cloud.google.com/secret-manager/docs/etags), each resource has its own;
-* ``latest`` resolves to the newest ENABLED version; accessing a DISABLED or DESTROYED
-  version is 400 FAILED_PRECONDITION; destroy is final and wipes the payload;
+* ``latest`` is the most recently CREATED version, whatever its state: when that one is
+  DISABLED or DESTROYED, accessing ``latest`` is 400 FAILED_PRECONDITION ("Secret Version
+  [.../versions/N] is in DISABLED state."), even if an older version is enabled (Google's
+  AccessSecretVersion reference: "versions/latest is an alias to the most recently created
+  SecretVersion"); accessing any DISABLED or DESTROYED version is the same error; destroy
+  is final and wipes the payload;
 * ``dataCrc32c`` (an int64 sent as a JSON string) is checked when given.
 """
 
@@ -118,10 +122,10 @@ def _secret(ctx: Ctx, project_ref: str, secret_id: str, permission: str) -> Secr
 
 def _version(secret: Secret, ref: str, *, allow_latest: bool) -> Version:
     if ref == "latest" and allow_latest:
-        enabled = [v for v in secret.versions if v.state == "ENABLED"]
-        if not enabled:
+        # The newest created version, whatever its state (not the newest ENABLED one).
+        if not secret.versions:
             raise not_found(f"Secret [{secret.name}] not found or has no versions.")
-        return enabled[-1]
+        return secret.versions[-1]
     if not ref.isdigit():
         raise invalid(f"Invalid secret version id: {ref!r}.")
     number = int(ref)
@@ -282,8 +286,12 @@ def access_version(ctx: Ctx, project: str, secret: str, version: str) -> dict[st
     if v.state != "ENABLED" or v.data is None:
         raise failed_precondition(
             f"Secret Version [{s.name}/versions/{v.number}] is in {v.state} state.")
+    data = v.data
+    if ctx.state.config.secretmanager_corrupt_next_access > 0:
+        ctx.state.config.secretmanager_corrupt_next_access -= 1
+        data = bytes([data[0] ^ 0x01]) + data[1:]  # the checksum below stays the stored data's
     return {"name": f"{s.name}/versions/{v.number}",
-            "payload": {"data": base64.b64encode(v.data).decode(),
+            "payload": {"data": base64.b64encode(data).decode(),
                         "dataCrc32c": str(google_crc32c.value(v.data))}}
 
 

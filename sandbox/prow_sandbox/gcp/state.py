@@ -116,6 +116,9 @@ class Config:
     gke_running_polls: int = 1
     # GKE: the next N operations finish DONE with an error (and create leaves ERROR).
     gke_fail_next_operations: int = 0
+    # Secret Manager: the next N :access answers carry data that does not match their dataCrc32c
+    # (corruption in transit, which clients detect with the checksum).
+    secretmanager_corrupt_next_access: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

@@ -90,9 +90,8 @@ def test_versions_lifecycle(client, secret):
     assert disabled.state == secretmanager.SecretVersion.State.DISABLED
     with pytest.raises(exceptions.BadRequest, match="is in DISABLED state"):
         client.access_secret_version(name=versions[2].name)
-    # latest is the newest ENABLED version.
-    assert client.access_secret_version(name=f"{secret.name}/versions/latest").payload.data == b"kubeconfig-2"
-    assert client.get_secret_version(name=f"{secret.name}/versions/latest").name == versions[1].name
+    # The older versions stay readable by number.
+    assert client.access_secret_version(name=versions[1].name).payload.data == b"kubeconfig-2"
 
     client.enable_secret_version(name=versions[2].name)
     assert client.access_secret_version(name=versions[2].name).payload.data == b"kubeconfig-3"
@@ -106,6 +105,33 @@ def test_versions_lifecycle(client, secret):
         client.enable_secret_version(name=versions[0].name)  # destroy is final
     with pytest.raises(exceptions.NotFound):
         client.get_secret_version(name=f"{secret.name}/versions/9")
+
+
+@pytest.mark.parametrize("action", ["disable", "destroy"])
+def test_latest_is_the_newest_created_version_whatever_its_state(client, secret, action):
+    """As Google documents: versions/latest is an alias to the most recently created version. When
+    that one is DISABLED or DESTROYED, latest fails 400 FAILED_PRECONDITION; it does not fall back
+    to an older ENABLED version."""
+    older = client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig-1"})
+    newest = client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig-2"})
+    latest = f"{secret.name}/versions/latest"
+    assert client.access_secret_version(name=latest).payload.data == b"kubeconfig-2"
+
+    getattr(client, f"{action}_secret_version")(name=newest.name)
+    state = "DISABLED" if action == "disable" else "DESTROYED"
+    with pytest.raises(exceptions.BadRequest) as info:
+        client.access_secret_version(name=latest)
+    assert info.value.code == 400
+    assert info.value.message.endswith(f"Secret Version [{newest.name}] is in {state} state.")
+    assert info.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    # Its metadata is still the newest version's, in its state; the older one is still enabled.
+    got = client.get_secret_version(name=latest)
+    assert got.name == newest.name and got.state.name == state
+    assert client.access_secret_version(name=older.name).payload.data == b"kubeconfig-1"
+
+    # A new version is what makes latest readable again.
+    repaired = client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig-3"})
+    assert client.access_secret_version(name=latest).name == repaired.name
 
 
 def test_version_etags(client, secret):
@@ -144,3 +170,14 @@ def test_secret_iam_grants_access(gcp, client, secret):
         eso.add_secret_version(parent=secret.name, payload={"data": b"y"})
     with pytest.raises(exceptions.Forbidden):
         gcp.secretmanager(ROTATOR).add_secret_version(parent=secret.name, payload={"data": b"y"})
+
+
+def test_corrupted_access_is_caught_by_the_checksum(gcp, client, secret):
+    """The fault mode that lets a client's integrity check fail: data and dataCrc32c disagree."""
+    client.add_secret_version(parent=secret.name, payload={"data": b"kubeconfig", "data_crc32c": google_crc32c.value(b"kubeconfig")})
+    gcp.configure(secretmanager_corrupt_next_access=1)
+    corrupted = client.access_secret_version(name=f"{secret.name}/versions/latest")
+    assert corrupted.payload.data != b"kubeconfig"
+    assert corrupted.payload.data_crc32c == google_crc32c.value(b"kubeconfig") != google_crc32c.value(corrupted.payload.data)
+    again = client.access_secret_version(name=f"{secret.name}/versions/latest")  # only the next one
+    assert again.payload.data == b"kubeconfig" and again.payload.data_crc32c == google_crc32c.value(again.payload.data)

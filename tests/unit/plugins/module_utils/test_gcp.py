@@ -1,4 +1,4 @@
-"""GcpSession requests and retries, the policy read-modify-write loop, names, checksums."""
+"""GcpSession requests and retries, the policy read-modify-write loop, names."""
 
 from __future__ import annotations
 
@@ -207,11 +207,6 @@ def test_labels_and_bucket_prefix():
     assert "key" in gcp.labels_error({"Team": "x"})
     assert "value" in gcp.labels_error({"team": "A B"})
     assert gcp.normalize_bucket("gs://results/") == "results"
-
-
-def test_crc32c_matches_the_castagnoli_check_value():
-    assert gcp.crc32c(b"123456789") == 0xE3069283
-    assert gcp.crc32c(b"") == 0
 
 
 def test_sessions_with_the_same_auth_settings_share_credentials_and_connections():

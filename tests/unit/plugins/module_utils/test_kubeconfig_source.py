@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 
 import pytest
 
@@ -41,10 +40,17 @@ def test_validate(item, error):
 
 
 def test_decode_payload():
-    data = base64.b64encode("apiVersion: v1\n".encode()).decode()
-    assert sources.decode_payload({"payload": {"data": data}}, "s") == "apiVersion: v1\n"
+    assert sources.decode_payload("apiVersion: v1\n".encode(), "s") == "apiVersion: v1\n"
     with pytest.raises(kc.KubeconfigError, match="s: the secret's payload is not UTF-8 text"):
-        sources.decode_payload({"payload": {"data": base64.b64encode(b"\xff\xfe").decode()}}, "s")
+        sources.decode_payload(b"\xff\xfe", "s")
+
+
+def test_unreadable_version_is_told_by_its_state():
+    from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+    from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretVersionUnreadable
+
+    assert sources.unreadable_version(SecretVersionUnreadable("r", "m", "projects/1/secrets/s/versions/2", "DESTROYED"))
+    assert not sources.unreadable_version(ApiError("r", 400, "Invalid secret version id"))
 
 
 class FakeModule:

@@ -30,10 +30,21 @@ def test_pruning_never_touches_versions_newer_than_the_kept_ones_nor_destroyed_o
 
 
 def test_replication_forms():
+    # Requests in the client's field names; secrets read back in the REST JSON spelling.
     assert secret_manager_secret.replication_body(None) == {"automatic": {}}
     body = secret_manager_secret.replication_body(["us-east1", "europe-west1"])
-    assert secret_manager_secret.replication_of({"replication": body}) == ["europe-west1", "us-east1"]
+    assert body == {"user_managed": {"replicas": [{"location": "europe-west1"}, {"location": "us-east1"}]}}
+    read = {"replication": {"userManaged": {"replicas": [{"location": "us-east1"}, {"location": "europe-west1"}]}}}
+    assert secret_manager_secret.replication_of(read) == ["europe-west1", "us-east1"]
     assert secret_manager_secret.replication_of({"replication": {"automatic": {}}}) == []
+
+
+def test_the_newest_version_is_never_pruned_whatever_its_state():
+    # latest is the newest created version: pruning it would leave every reader of latest without a payload.
+    vs = versions("ENABLED", "ENABLED", "DISABLED")
+    assert numbers(secret_manager_secret.plan_pruning(vs, 1, "destroy")) == [1]
+    assert numbers(secret_manager_secret.plan_pruning(versions("DISABLED"), 1, "destroy")) == []
+    assert secret_manager_secret.newest_of(vs)["name"].endswith("/3")
 
 
 # ---------------------------------------------------------------- gke_cluster
