@@ -124,3 +124,32 @@ def test_a_caller_without_access_still_fails_with_the_403(ansible, gcp):
     assert result.get("failed") and result["status"] == 403, result
     assert result["error_info"]["reason"] == "IAM_PERMISSION_DENIED"
     assert gcp_writes(gcp, mark) == []
+
+
+def test_an_account_created_meanwhile_is_adopted_not_recreated(ansible, gcp, operator_env):
+    """The module reads 'not found' while someone else's create lands (or IAM has not caught
+    up): its create gets 409, it reads the account, and changes only what differs."""
+    gcp.configure(iam_new_sa_visibility="404,404")
+    name = gcp.unique("raced-sa")
+    email = f"{name}@{gcp.build_project}.iam.gserviceaccount.com"
+    made = gcp.session().post(gcp.url("iam", f"/v1/projects/{gcp.build_project}/serviceAccounts"),
+                              json={"accountId": name, "serviceAccount": {"displayName": "Theirs"}})
+    assert made.status_code == 200, made.text
+    mark = gcp.mark()
+    run = ansible.run(gsa_task(name, display_name="Ours"), env=operator_env, diff=True)
+    result = run.task(TASK)
+    assert result["changed"] is True and result["service_account"]["displayName"] == "Ours", run.stdout
+    assert result["diff"]["before"]["displayName"] == "Theirs"
+    path = f"/iam/v1/projects/{gcp.build_project}/serviceAccounts"
+    assert gcp_writes(gcp, mark) == [f"POST {path}", f"PATCH {path}/{email}"]
+    assert [e["status"] for e in gcp.fake.requests(since=mark, method="POST", path="/serviceAccounts$")] == [409]
+
+    # The same race when the account already matches: nothing of ours changed.
+    gcp.configure(iam_new_sa_visibility="404,404")
+    other = gcp.unique("raced-sa")
+    gcp.session().post(gcp.url("iam", f"/v1/projects/{gcp.build_project}/serviceAccounts"),
+                       json={"accountId": other, "serviceAccount": {"displayName": "Same"}}).raise_for_status()
+    mark = gcp.mark()
+    same = ansible.run(gsa_task(other, display_name="Same"), env=operator_env).task(TASK)
+    assert same["changed"] is False and same["service_account"]["displayName"] == "Same", same
+    assert gcp_writes(gcp, mark) == [f"POST {path}"]  # the create that met 409, nothing else

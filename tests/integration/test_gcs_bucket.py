@@ -139,15 +139,31 @@ def test_a_location_that_differs_fails_and_changes_nothing(ansible, gcp, operato
     assert ansible.run(bucket_task(name, location="eu"), env=operator_env).task(TASK)["changed"] is False
 
 
-def test_a_shared_bucket_is_used_as_it_is(ansible, gcp, operator_env):
-    name = gcp.unique("shared")
+def test_a_shared_bucket_of_another_project_is_used_as_it_is(ansible, gcp, operator_env):
+    # Prow's own results bucket lives in the Prow project; the operator may read it.
+    name = gcp.unique("prow-shared")
     legacy = gcp.storage().bucket(name)
     legacy.labels = {"owner": "infra"}
-    gcp.storage().create_bucket(legacy)  # uniform access off, as old buckets are
+    gcp.storage().create_bucket(legacy, project=gcp.prow_project)  # uniform access off, as old buckets are
     mark = gcp.mark()
+    refused = ansible.run(bucket_task(name), env=operator_env).task(TASK)
+    assert refused.get("failed") and "belongs to another project" in refused["msg"] and "shared: true" in refused["msg"], refused
     run = ansible.run(bucket_task(name, shared=True, labels={"team": "sandbox"}), env=operator_env)
     result = run.task(TASK)
-    assert result["changed"] is False and "does not have uniform bucket-level access" in " ".join(result.get("warnings", [])), run.stdout
+    assert result["changed"] is False and result["owned"] is False, run.stdout
+    assert "does not have uniform bucket-level access" in " ".join(result.get("warnings", []))
     assert gcp_writes(gcp, mark) == []
+    assert gcp.storage().get_bucket(name).labels == {"owner": "infra"}
     missing = ansible.run(bucket_task(gcp.unique("no-such-shared"), shared=True), env=operator_env).task(TASK)
     assert missing.get("failed") and "is not created" in missing["msg"]
+    absent = ansible.run(bucket_task(name, shared=True, state="absent"), env=operator_env).task(TASK)
+    assert absent.get("failed") and "never deleted" in absent["msg"]
+    assert gcp_writes(gcp, mark) == []
+
+
+def test_absent_when_already_gone_writes_nothing(ansible, gcp, operator_env):
+    mark = gcp.mark()
+    for mode in ({"check": True}, {}):
+        result = ansible.run(bucket_task(gcp.unique("never-made"), state="absent"), env=operator_env, diff=True, **mode).task(TASK)
+        assert result["changed"] is False and result["diff"] == {"before": {}, "after": {}}, (mode, result)
+    assert gcp_writes(gcp, mark) == []

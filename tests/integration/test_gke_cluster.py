@@ -156,7 +156,12 @@ def test_release_channel_is_changed_in_place_through_gke_being_busy(ansible, gcp
     mark = gcp.mark()
     assert ansible.run(cluster_task(name, node_count=1, release_channel="STABLE"), env=operator_env).task(TASK)["changed"] is False
     assert gcp_writes(gcp, mark) == []
-    ansible.run(cluster_task(name, state="absent"), env=operator_env)
+
+    # A delete that is under way (wait: false) is not started twice.
+    mark = gcp.mark()
+    assert ansible.run(cluster_task(name, state="absent", wait=False), env=operator_env).task(TASK)["changed"] is True
+    assert ansible.run(cluster_task(name, state="absent"), env=operator_env).task(TASK)["changed"] is False
+    assert gcp_writes(gcp, mark) == [f"DELETE {clusters}/{name}"]
 
 
 def test_gke_busy_beyond_the_retries_fails_with_gkes_message(ansible, gcp, operator_env):
