@@ -17,9 +17,9 @@ description:
     checked, never modified.
   - On a bucket of O(project), O(uniform_bucket_level_access), O(storage_class) and O(labels) are
     compared and updated in place (labels given are set, others are kept), with one PATCH under
-    C(ifMetagenerationMatch): if the bucket changed since it was read, it is read again and the patch
+    C(ifMetagenerationMatch). If the bucket changed since it was read, it is read again and the patch
     recomputed, so no one's change is overwritten. O(location) cannot change; a different location is
-    an error (compared without case: Cloud Storage reports locations upper-cased).
+    an error (compared without case, as Cloud Storage reports locations upper-cased).
   - Access for the jobs is granted separately, with M(prow.build_cluster.gcp_iam_member)
     (C(roles/storage.objectAdmin), which can overwrite C(latest-build.txt)).
 author:
