@@ -129,11 +129,11 @@ class Config:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise KeyError(key)
-            setattr(self, key, type(getattr(self, key))(value))
-        if self.iam_new_sa_visibility:
-            codes = self.iam_new_sa_visibility.replace(" ", "").split(",")
-            if not all(code in ("200", "403", "404") for code in codes if code):
+            value = type(getattr(self, key))(value)
+            if key == "iam_new_sa_visibility" and not all(
+                    code in ("200", "403", "404") for code in value.replace(" ", "").split(",") if code):
                 raise ValueError("iam_new_sa_visibility: 200, 403 and 404, comma-separated")
+            setattr(self, key, value)
 
 
 class State:

@@ -101,6 +101,7 @@ def test_visibility_switch_refuses_other_statuses(gcp):
     resp = requests.post(gcp.fake.base_url + "/_fake/config", timeout=10,
                          json={"iam_new_sa_visibility": "404,500"})
     assert resp.status_code == 400
+    assert gcp.fake.state.config.iam_new_sa_visibility == ""  # the bad value was not kept
 
 
 def test_patch_display_name_and_description(gcp, operator):
