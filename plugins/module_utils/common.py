@@ -58,6 +58,16 @@ class ApiError(Exception):
     def transient(self):
         return self.status in TRANSIENT_STATUSES or self.status is None
 
+    @property
+    def error_info(self):
+        """The google.rpc.ErrorInfo of a Google error body (reason, domain, metadata), or {}."""
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        details = err.get("details") if isinstance(err, dict) else None
+        for detail in details if isinstance(details, list) else []:
+            if isinstance(detail, dict) and detail.get("@type") == "type.googleapis.com/google.rpc.ErrorInfo":
+                return detail
+        return {}
+
 
 def require_tenacity(module):
     if not HAS_TENACITY:
@@ -85,6 +95,8 @@ def fail_on_api_error(module, err, **extra):
     details = {"status": err.status, "resource": err.resource}
     if err.reason:
         details["reason"] = err.reason
+    if err.error_info:
+        details["error_info"] = err.error_info
     if err.method and err.url:
         details["request"] = {"method": err.method, "url": err.url}
     if isinstance(err.body, dict):

@@ -466,13 +466,17 @@ def _secret_manager(session):
     return SecretManager(session)
 
 
-def read_policy(session, target):
+def read_policy(session, target, retry_on=None):
+    """The policy as version 3: below 3 Google hides conditional bindings (IAM renames their
+    roles ``ROLE_withcond_HASH``, Cloud Storage refuses), and writing back what a version 1
+    read shows would lose or break them."""
     if target.client_name:
         return _secret_manager(session).get_policy(target.client_name, f"{target.resource} IAM policy")
     method, path, params = target.get
     # Resource Manager takes the requested version in the body; the others as a query parameter.
     body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
-    return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body)
+    return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body,
+                           retry_on=retry_on)
 
 
 def write_policy(session, target, policy):
@@ -508,3 +512,22 @@ def update_policy(session, target, mutate, check_mode=False, retry_on=None):
 def member_not_yet_visible(exc):
     """IAM refuses a service account created seconds ago as a member ("does not exist")."""
     return getattr(exc, "status", None) == 400 and "does not exist" in (getattr(exc, "message", "") or "")
+
+
+def account_not_yet_visible(exc):
+    """A call naming a service account created seconds ago: IAM may answer 404 or 403 (and
+    flip back once after a success) until the account has propagated; as a member of a
+    policy it is "does not exist". Only for calls that name such an account: the retries are
+    bounded, so a real denial still surfaces, a few seconds later."""
+    return getattr(exc, "status", None) in (403, 404) or member_not_yet_visible(exc)
+
+
+def gke_cluster_busy(exc):
+    """GKE refuses a change while the cluster is busy, with 400 FAILED_PRECONDITION worded
+    "Operation X is currently ..." (another caller's operation) or "Cluster is currently
+    being created, deleted, updated or repaired and cannot be updated." (GKE's own repair or
+    upgrade); older answers were 409 ABORTED. Retried (bounded) until it is free."""
+    message = (getattr(exc, "message", "") or "").lower()
+    busy = "operation" in message or "cluster is currently being" in message
+    return getattr(exc, "status", None) in (400, 409) and busy and getattr(exc, "reason", None) in ("FAILED_PRECONDITION", "ABORTED")
+

@@ -9,8 +9,11 @@ Pure functions, no I/O, so the merge rules are unit-tested on their own. The rul
 * a binding is identified by its role *and* its condition (Google allows several bindings
   of one role that differ by condition); only the one binding named is touched, every other
   binding, member, ``auditConfigs`` entry and the ``etag`` are passed back as read;
-* ``version`` 3 is written only when some binding has a condition (Google rejects a
-  conditional policy written as version 1, and version 3 is only needed for conditions);
+* policies are read as version 3 (below 3 Google hides conditions: IAM shows conditional
+  bindings as ``ROLE_withcond_HASH``, Cloud Storage refuses the read) and written as
+  version 3 when the policy read or the policy written has a condition (Google refuses any
+  change to a conditional policy made as version 1, including removing its last
+  condition); otherwise as version 1;
 * emails compare case-insensitively, as IAM stores them lowercased.
 """
 
@@ -115,10 +118,14 @@ def has_member(policy, role, member, condition=None):
     return any(normalize_member(m) == wanted for m in members_of(policy, role, condition))
 
 
-def _finish(policy):
-    """Set the version the policy must be written with: 3 only when a binding has a condition."""
-    conditional = any(b.get("condition") for b in policy.get("bindings") or [])
-    policy["version"] = 3 if conditional else 1
+def has_conditions(policy):
+    return any(b.get("condition") for b in (policy or {}).get("bindings") or [])
+
+
+def _finish(policy, read):
+    """Set the version the policy must be written with: 3 when it, or the policy it was
+    made from, has a conditional binding."""
+    policy["version"] = 3 if has_conditions(policy) or has_conditions(read) else 1
     return policy
 
 
@@ -137,7 +144,7 @@ def add_member(policy, role, member, condition=None):
         if condition:
             binding["condition"] = {k: v for k, v in condition.items() if v}
         bindings.append(binding)
-    return _finish(new), True
+    return _finish(new, policy), True
 
 
 def remove_member(policy, role, member, condition=None):
@@ -154,7 +161,7 @@ def remove_member(policy, role, member, condition=None):
                 continue
         kept.append(binding)
     new["bindings"] = kept
-    return _finish(new), True
+    return _finish(new, policy), True
 
 
 def is_policy_conflict(exc):

@@ -16,9 +16,13 @@ description:
   - Each change is a read-modify-write with the policy's etag. If someone else changes the policy in
     between, Google refuses the write (409 ABORTED, or 412 for Cloud Storage) and the module reads
     again and retries with a bounded, jittered backoff, so concurrent edits never lose a binding.
-  - Policies are read as version 3 and written as version 3 only when some binding has a condition.
+  - Policies are read as version 3 (below it Google hides conditional bindings) and written as version 3
+    when the policy read or written has a condition (Google requires it for any change to such a policy,
+    including removing its last condition), otherwise as version 1.
+  - Cloud Storage accepts conditions only on buckets with uniform bucket-level access.
   - A service account created seconds earlier may be refused as a member (C(does not exist)) while
-    IAM catches up; that error is retried (bounded) too.
+    IAM catches up, or, as O(resource_type=service_account), answer 404 or 403; those errors are retried
+    (bounded) too.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:

@@ -12,9 +12,12 @@ version_added: 0.1.0
 description:
   - Ensures a Google service account exists with the given display name and description, or does not exist.
   - Only the fields given are compared; a field left out is neither checked nor changed.
-  - A new account can be invisible to IAM for a few seconds after it is created. The module waits
-    (bounded) until IAM returns it, so that the next task, for example M(prow.build_cluster.gcp_iam_member),
-    finds it.
+  - A new account can be invisible to IAM for a few seconds after it is created (IAM answers 404, or 403,
+    and may do so once more after a first success). The module waits (bounded) until IAM returns it, so
+    that the next task, for example M(prow.build_cluster.gcp_iam_member), finds it.
+  - Fields that differ are changed in place with one PATCH naming only them (IAM's C(updateMask)).
+  - If the account appears between the module's read and its create (409), it is adopted, and changed
+    only where it differs.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:

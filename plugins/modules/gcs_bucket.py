@@ -16,8 +16,10 @@ description:
     O(shared=true) declares that using another project's bucket is intended; a shared bucket is only
     checked, never modified.
   - On a bucket of O(project), O(uniform_bucket_level_access), O(storage_class) and O(labels) are
-    compared and updated in place (labels given are set, others are kept). O(location) cannot change;
-    a different location is an error.
+    compared and updated in place (labels given are set, others are kept), with one PATCH under
+    C(ifMetagenerationMatch). If the bucket changed since it was read, it is read again and the patch
+    recomputed, so no one's change is overwritten. O(location) cannot change; a different location is
+    an error (compared without case, as Cloud Storage reports locations upper-cased).
   - Access for the jobs is granted separately, with M(prow.build_cluster.gcp_iam_member)
     (C(roles/storage.objectAdmin), which can overwrite C(latest-build.txt)).
 author:

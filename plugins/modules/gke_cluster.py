@@ -16,6 +16,9 @@ description:
   - On an existing cluster, enables Workload Identity if it is off or uses another pool, changes the release
     channel if O(release_channel) differs, and moves every node pool that is not on C(GKE_METADATA) to it.
     GKE runs one operation per cluster at a time, so these run one after the other, each waited for.
+  - While the cluster is busy (another caller's operation, or GKE's own repair or upgrade, which GKE words
+    as C(Cluster is currently being created, deleted, updated or repaired)), GKE refuses changes; they are
+    retried (bounded).
     Changing a node pool's metadata mode recreates its nodes, which disrupts running jobs.
   - Fields that cannot change in place (the node pool's machine type, disk size and disk type, a missing
     node pool) are compared too. If they differ the module fails before changing anything and lists them,

@@ -15,7 +15,8 @@ description:
     annotated C(iam.gke.io/gcp-service-account) with the email of O(gcp_service_account).
   - On the Google service account (GSA), C(roles/iam.workloadIdentityUser) for the member
     C(serviceAccount:POOL[NAMESPACE/KSA]), added to the GSA's IAM policy with an etag read-modify-write
-    (retried when someone else changes the policy meanwhile). No other binding is touched.
+    (retried when someone else changes the policy meanwhile). No other binding is touched. A GSA created
+    seconds earlier that IAM still answers 404 or 403 for is waited for (bounded).
   - When connected with O(gke), the cluster's Workload Identity pool is checked against the pool before
     any write; a cluster without Workload Identity, or with another project's pool, is an error.
   - O(state=absent) removes only what this module adds, the annotation (if it still names this GSA)

@@ -168,3 +168,70 @@ def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
         result = ansible.run(member_task(**args), env=operator_env).task(TASK)
         assert result.get("failed") and message in result["msg"], (args, result.get("msg"))
     assert gcp.fake.requests(since=mark) == []
+
+
+CONDITION = {"title": "until-2030", "expression": 'request.time < timestamp("2030-01-01T00:00:00Z")'}
+
+
+def test_conditional_bindings_only_on_uniform_buckets_and_kept_intact(ansible, gcp, operator_env):
+    crier = "serviceAccount:prow-crier@prow-sandbox-prow.iam.gserviceaccount.com"
+    deck = "serviceAccount:prow-deck@prow-sandbox-prow.iam.gserviceaccount.com"
+    fine_grained = gcp.unique("acl-results")
+    gcp.storage().create_bucket(fine_grained)  # uniform access off
+    mark = gcp.mark()
+    refused = ansible.run(member_task(resource_type="bucket", resource=fine_grained, role=ROLE, member=crier, condition=CONDITION),
+                          env=operator_env).task(TASK)
+    assert refused.get("failed") and refused["status"] == 400 and "uniform bucket-level access" in refused["msg"], refused
+    assert [e["status"] for e in gcp.fake.requests(since=mark, method="PUT")] == [400]
+
+    bucket = make_bucket(ansible, gcp, operator_env)  # the module's default: uniform access on
+    conditional = member_task(resource_type="bucket", resource=bucket, role=ROLE, member=crier, condition=CONDITION)
+    plain = member_task(resource_type="bucket", resource=bucket, role=ROLE, member=deck)
+    mark = gcp.mark()
+    first = ansible.run(conditional + plain, env=operator_env)
+    assert first.failed == 0 and first.changed == 2, first.stdout
+    assert gcp_writes(gcp, mark) == [f"PUT /storage/storage/v1/b/{bucket}/iam"] * 2
+    # Every read asked for version 3 (a version 1 read of a conditional bucket policy is refused).
+    reads = gcp.fake.requests(since=mark, method="GET", path=f"/b/{bucket}/iam$")
+    assert reads and all(e["query"] == "optionsRequestedPolicyVersion=3" for e in reads)
+    policy = gcp.storage().get_bucket(bucket).get_iam_policy(requested_policy_version=3)
+    assert policy.version == 3
+    assert {"role": ROLE, "members": {crier}, "condition": CONDITION} in policy.bindings
+    assert {"role": ROLE, "members": {deck}} in policy.bindings
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        assert ansible.run(conditional + plain, env=operator_env, **mode).changed == 0, mode
+        assert gcp_writes(gcp, mark) == [], mode
+
+    # Removing the unconditional member keeps the conditional binding, and the other way round.
+    removed = ansible.run([dict(plain[0], **{"prow.build_cluster.gcp_iam_member": dict(plain[0]["prow.build_cluster.gcp_iam_member"], state="absent")})],
+                          env=operator_env)
+    assert removed.task(TASK)["changed"] is True, removed.stdout
+    policy = gcp.storage().get_bucket(bucket).get_iam_policy(requested_policy_version=3)
+    assert {"role": ROLE, "members": {crier}, "condition": CONDITION} in policy.bindings
+    gone = ansible.run([dict(conditional[0], **{"prow.build_cluster.gcp_iam_member": dict(conditional[0]["prow.build_cluster.gcp_iam_member"], state="absent")})],
+                       env=operator_env)
+    assert gone.task(TASK)["changed"] is True, gone.stdout  # the last condition goes: a version 3 write
+    assert bucket_members(gcp, bucket) == set()
+
+
+def test_conditional_project_binding_survives_a_plain_one(ansible, gcp, operator_env):
+    rotator = "serviceAccount:gencred-refresher@prow-sandbox-prow.iam.gserviceaccount.com"
+    role = "roles/container.clusterViewer"
+    conditional = member_task(resource_type="project", role=role, member=rotator, condition=CONDITION)
+    plain = member_task(resource_type="project", role=role, member=rotator)
+    url = gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.build_project}:getIamPolicy")
+    try:
+        run = ansible.run(conditional + plain, env=operator_env)
+        assert run.changed == 2, run.stdout
+        v3 = gcp.session().post(url, json={"options": {"requestedPolicyVersion": 3}}).json()
+        assert {"role": role, "members": [rotator], "condition": CONDITION} in v3["bindings"]
+        assert {"role": role, "members": [rotator]} in v3["bindings"]
+        assert ansible.run(conditional + plain, env=operator_env).changed == 0
+    finally:
+        absent = [dict(t, **{"prow.build_cluster.gcp_iam_member": dict(t["prow.build_cluster.gcp_iam_member"], state="absent")})
+                  for t in conditional + plain]
+        ansible.run(absent, env=operator_env)
+    v3 = gcp.session().post(url, json={"options": {"requestedPolicyVersion": 3}}).json()
+    assert not any(b["role"] == role for b in v3["bindings"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from conftest import gcp_writes
 
 TASK = "bucket"
@@ -57,3 +60,110 @@ def test_bad_names_fail_before_any_call(ansible, gcp, operator_env):
         result = ansible.run(bucket_task(name), env=operator_env).task(TASK)
         assert result.get("failed") and "is not valid" in result["msg"], name
     assert gcp.fake.requests(since=mark) == []
+
+
+def test_an_existing_bucket_is_patched_in_place_once(ansible, gcp, operator_env):
+    name = gcp.unique("patch-me")
+    made = ansible.run(bucket_task(name, location="us-west1", labels={"team": "a"}, uniform_bucket_level_access=False),
+                       env=operator_env)
+    assert made.task(TASK)["bucket"]["location"] == "US-WEST1", made.stdout  # as GCS reports it
+    assert made.task(TASK)["bucket"]["storageClass"] == "STANDARD"
+    # Labels someone else set are kept: the module only adds or corrects its own.
+    other = gcp.storage().get_bucket(name)
+    other.labels = {"team": "a", "cost-center": "ci"}
+    other.patch()
+    tasks = bucket_task(name, location="us-west1", labels={"team": "b"}, storage_class="NEARLINE")
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env)
+    assert check.task(TASK)["changed"] is True, check.stdout
+    assert check.task(TASK)["diff"]["after"] == {"location": "US-WEST1", "storage_class": "NEARLINE", "uniform_bucket_level_access": True,
+                                                 "labels": {"team": "b", "cost-center": "ci"}}
+    assert gcp_writes(gcp, mark) == []
+
+    real = ansible.run(tasks, env=operator_env)
+    result = real.task(TASK)
+    assert result["changed"] is True, real.stdout
+    assert gcp_writes(gcp, mark) == [f"PATCH /storage/storage/v1/b/{name}"]
+    patch = gcp.fake.requests(since=mark, method="PATCH")[0]
+    assert patch["query"] == "ifMetagenerationMatch=2" and patch["status"] == 200
+    got = gcp.storage().get_bucket(name)
+    assert (got.storage_class, got.labels, got.location) == ("NEARLINE", {"team": "b", "cost-center": "ci"}, "US-WEST1")
+    assert got.iam_configuration.uniform_bucket_level_access_enabled and got.metageneration == 3
+    assert result["bucket"]["metageneration"] == "3"
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        assert ansible.run(tasks, env=operator_env, **mode).task(TASK)["changed"] is False, mode
+        assert gcp_writes(gcp, mark) == [], mode
+
+
+def test_a_write_between_read_and_patch_is_not_overwritten(ansible, gcp, operator_env):
+    name = gcp.unique("race")
+    assert ansible.run(bucket_task(name), env=operator_env).task(TASK)["changed"]
+    # The module's PATCH is held back; meanwhile someone else changes the bucket. The
+    # module's ifMetagenerationMatch then fails (412), and it reads again and re-patches.
+    rule = gcp.inject(kind="latency", delay=3.0, method="PATCH", path=f"/b/{name}$", times=1)
+    done = {}
+
+    def someone_else():
+        deadline = time.monotonic() + 60
+        while any(f.id == rule.id for f in gcp.fake.faults.list()):  # the module's PATCH took the rule
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        theirs = gcp.storage().get_bucket(name)
+        theirs.labels = {"owner": "them"}
+        theirs.patch()
+        done["ok"] = True
+
+    thread = threading.Thread(target=someone_else)
+    thread.start()
+    mark = gcp.mark()
+    run = ansible.run(bucket_task(name, labels={"team": "sandbox"}), env=operator_env)
+    thread.join()
+    assert done and run.task(TASK)["changed"] is True, run.stdout
+    patches = [(e["query"], e["status"]) for e in gcp.fake.requests(since=mark, method="PATCH", path=f"/b/{name}$")]
+    assert ("ifMetagenerationMatch=1", 412) in patches and patches[-1] == ("ifMetagenerationMatch=2", 200), patches
+    assert gcp.storage().get_bucket(name).labels == {"owner": "them", "team": "sandbox"}
+
+
+def test_a_location_that_differs_fails_and_changes_nothing(ansible, gcp, operator_env):
+    name = gcp.unique("moved")
+    assert ansible.run(bucket_task(name, location="EU"), env=operator_env).task(TASK)["changed"]
+    mark = gcp.mark()
+    result = ansible.run(bucket_task(name, location="us-west1", storage_class="COLDLINE"), env=operator_env).task(TASK)
+    assert result.get("failed") and "cannot change" in result["msg"] and "EU" in result["msg"], result
+    assert gcp_writes(gcp, mark) == []
+    assert gcp.storage().get_bucket(name).storage_class == "STANDARD"
+    # The same location in lower case is the same location.
+    assert ansible.run(bucket_task(name, location="eu"), env=operator_env).task(TASK)["changed"] is False
+
+
+def test_a_shared_bucket_of_another_project_is_used_as_it_is(ansible, gcp, operator_env):
+    # Prow's own results bucket lives in the Prow project; the operator may read it.
+    name = gcp.unique("prow-shared")
+    legacy = gcp.storage().bucket(name)
+    legacy.labels = {"owner": "infra"}
+    gcp.storage().create_bucket(legacy, project=gcp.prow_project)  # uniform access off, as old buckets are
+    mark = gcp.mark()
+    refused = ansible.run(bucket_task(name), env=operator_env).task(TASK)
+    assert refused.get("failed") and "belongs to another project" in refused["msg"] and "shared: true" in refused["msg"], refused
+    run = ansible.run(bucket_task(name, shared=True, labels={"team": "sandbox"}), env=operator_env)
+    result = run.task(TASK)
+    assert result["changed"] is False and result["owned"] is False, run.stdout
+    assert "does not have uniform bucket-level access" in " ".join(result.get("warnings", []))
+    assert gcp_writes(gcp, mark) == []
+    assert gcp.storage().get_bucket(name).labels == {"owner": "infra"}
+    missing = ansible.run(bucket_task(gcp.unique("no-such-shared"), shared=True), env=operator_env).task(TASK)
+    assert missing.get("failed") and "is not created" in missing["msg"]
+    absent = ansible.run(bucket_task(name, shared=True, state="absent"), env=operator_env).task(TASK)
+    assert absent.get("failed") and "never deleted" in absent["msg"]
+    assert gcp_writes(gcp, mark) == []
+
+
+def test_absent_when_already_gone_writes_nothing(ansible, gcp, operator_env):
+    mark = gcp.mark()
+    for mode in ({"check": True}, {}):
+        result = ansible.run(bucket_task(gcp.unique("never-made"), state="absent"), env=operator_env, diff=True, **mode).task(TASK)
+        assert result["changed"] is False and result["diff"] == {"before": {}, "after": {}}, (mode, result)
+    assert gcp_writes(gcp, mark) == []

@@ -108,3 +108,70 @@ def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
         result = ansible.run([{"name": TASK, "prow.build_cluster.gke_cluster": args}], env=operator_env).task(TASK)
         assert result.get("failed") and message in result["msg"], (extra, result.get("msg"))
     assert gcp.fake.requests(since=mark) == []
+
+
+def wait_operation(gcp, name):
+    session = gcp.session()
+    url = gcp.url("container", f"/v1/projects/{gcp.build_project}/locations/{LOCATION}/operations/{name}")
+    deadline = time.monotonic() + 120
+    while session.get(url).json()["status"] != "DONE":
+        assert time.monotonic() < deadline, f"operation {name} not done"
+        time.sleep(0.5)
+
+
+def test_release_channel_is_changed_in_place_through_gke_being_busy(ansible, gcp, operator_env):
+    name = gcp.unique("channel")
+    clusters = f"/container/v1/projects/{gcp.build_project}/locations/{LOCATION}/clusters"
+    made = ansible.run(cluster_task(name, node_count=1, release_channel="REGULAR"), env=operator_env)
+    assert made.task(TASK)["changed"] is True, made.stdout
+    tasks = cluster_task(name, node_count=1, release_channel="RAPID")
+
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, diff=True, env=operator_env)
+    assert check.task(TASK)["updates"] == ["change the release channel"], check.stdout
+    assert (check.task(TASK)["diff"]["before"]["release_channel"], check.task(TASK)["diff"]["after"]["release_channel"]) == ("REGULAR", "RAPID")
+    assert gcp_writes(gcp, mark) == []
+
+    # GKE is repairing the cluster on its own: twice "Cluster is currently being ... repaired".
+    gcp.configure(gke_maintenance_rejects=2)
+    real = ansible.run(tasks, env=operator_env)
+    assert real.task(TASK)["changed"] is True, real.stdout
+    puts = [(e["status"]) for e in gcp.fake.requests(since=mark, method="PUT")]
+    assert puts == [400, 400, 200]
+    assert gcp.session().get(gcp.url("container", f"/v1/projects/{gcp.build_project}/locations/{LOCATION}/clusters/{name}")).json()[
+        "releaseChannel"] == {"channel": "RAPID"}
+
+    for mode in ({"check": True}, {}):
+        mark = gcp.mark()
+        assert ansible.run(tasks, env=operator_env, **mode).task(TASK)["changed"] is False, mode
+        assert gcp_writes(gcp, mark) == [], mode
+
+    # wait: false starts the (last) update and returns; once it is done nothing is left to do.
+    mark = gcp.mark()
+    started = ansible.run(cluster_task(name, node_count=1, release_channel="STABLE", wait=False), env=operator_env).task(TASK)
+    assert started["changed"] is True and len(started["operations"]) == 1, started
+    assert gcp_writes(gcp, mark) == [f"PUT {clusters}/{name}"]
+    assert not gcp.fake.requests(since=mark, method="GET", path="/operations/"), "wait: false must not poll"
+    wait_operation(gcp, started["operations"][0])
+    mark = gcp.mark()
+    assert ansible.run(cluster_task(name, node_count=1, release_channel="STABLE"), env=operator_env).task(TASK)["changed"] is False
+    assert gcp_writes(gcp, mark) == []
+
+    # A delete that is under way (wait: false) is not started twice.
+    mark = gcp.mark()
+    assert ansible.run(cluster_task(name, state="absent", wait=False), env=operator_env).task(TASK)["changed"] is True
+    assert ansible.run(cluster_task(name, state="absent"), env=operator_env).task(TASK)["changed"] is False
+    assert gcp_writes(gcp, mark) == [f"DELETE {clusters}/{name}"]
+
+
+def test_gke_busy_beyond_the_retries_fails_with_gkes_message(ansible, gcp, operator_env):
+    name = gcp.unique("busy")
+    assert ansible.run(cluster_task(name, node_count=1), env=operator_env).task(TASK)["changed"] is True
+    gcp.configure(gke_maintenance_rejects=100)
+    mark = gcp.mark()
+    result = ansible.run(cluster_task(name, node_count=1, release_channel="STABLE"), env=operator_env).task(TASK)
+    assert result.get("failed") and "being created, deleted, updated or repaired" in result["msg"], result
+    assert result["reason"] == "FAILED_PRECONDITION"
+    assert 1 < len(gcp.fake.requests(since=mark, method="PUT")) <= 6, "retried, but bounded"
+    gcp.configure(gke_maintenance_rejects=0)
+    ansible.run(cluster_task(name, state="absent"), env=operator_env)

@@ -182,3 +182,29 @@ def test_wrong_pool_and_bad_inputs_fail_before_any_write(ansible, gcp, operator_
     assert result.get("failed") and "Workload Identity is off" in result["msg"], result
     assert gcp_writes(gcp, mark) == []
     gcp.session().delete(gcp.url("container", f"/v1/{gke}"))
+
+
+def test_a_just_created_gsa_that_answers_404_and_403_is_bound(ansible, gcp, operator_env, kube_cluster, namespace):
+    """Created one task earlier, the GSA may still answer 404 or 403 (and flip back once):
+    the binding waits it out (bounded) instead of failing half-way."""
+    pool = f"{gcp.build_project}.svc.id.goog"
+    with gcp.fake.state.lock:  # the project has a Workload Identity cluster, hence its pool
+        gcp.fake.state.identity_pools.add(pool)
+    gsa_id = gcp.unique("fresh-job-sa")
+    gsa = f"{gsa_id}@{gcp.build_project}.iam.gserviceaccount.com"
+    gcp.configure(iam_new_sa_visibility="404,200,404,403,200,403")
+    bind = {"name": TASK, "prow.build_cluster.workload_identity_binding": {
+        "kubeconfig": str(kube_cluster.kubeconfig), "workload_pool": pool, "namespace": namespace, "gcp_service_account": gsa}}
+    tasks = [{"name": "gsa", "prow.build_cluster.gcp_service_account": {"name": gsa_id}}, bind]
+    mark = gcp.mark()
+    run = ansible.run(tasks, env=operator_env)
+    assert run.failed == 0 and run.task(TASK)["changed"] is True, run.stdout
+    statuses = [e["status"] for e in gcp.fake.requests(since=mark, service="iam") if gsa in e["path"]]
+    assert 403 in statuses and 404 in statuses, statuses
+    policy = gcp.session().post(gcp.url("iam", f"/v1/projects/-/serviceAccounts/{gsa}:getIamPolicy")).json()
+    assert policy["bindings"] == [{"role": "roles/iam.workloadIdentityUser", "members": [f"serviceAccount:{pool}[{namespace}/{KSA}]"]}]
+
+    gcp.configure(iam_new_sa_visibility="")
+    mark = gcp.mark()
+    assert ansible.run(tasks, env=operator_env).changed == 0
+    assert gcp_writes(gcp, mark) == []

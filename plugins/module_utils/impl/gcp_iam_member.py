@@ -17,6 +17,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
     PolicyTarget,
+    account_not_yet_visible,
     bucket_name_error,
     first_error,
     gsa_email_error,
@@ -99,10 +100,13 @@ def run(module):
             changed = changed or changed_one
         return policy, changed
 
+    # A service account created seconds ago may answer 404 or 403 for a while (as the
+    # resource), or be refused as a member ("does not exist"): both retried, bounded.
+    not_yet_visible = account_not_yet_visible if params["resource_type"] == "service_account" else member_not_yet_visible
     try:
         before, after, changed = update_policy(
             gcp, target, change_all,
-            check_mode=module.check_mode, retry_on=member_not_yet_visible,
+            check_mode=module.check_mode, retry_on=not_yet_visible,
         )
     except ApiError as err:
         fail_on_api_error(module, err)

@@ -16,6 +16,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
     account_id_error,
+    account_not_yet_visible,
 )
 
 # Fields the module manages, API name -> option name.
@@ -26,11 +27,22 @@ class NotYetVisible(Exception):
     pass
 
 
+# A first read that IAM answers 403 is retried a few times only: right after creation
+# (by an earlier run) IAM may say 403 for a while, but so it does to a caller without access.
+FIRST_READ_ATTEMPTS = 3
+
+
 def wait_until_visible(gcp, path, resource):
-    """GET the account until IAM returns it: a new account is "not found" for a few seconds."""
+    """GET the account until IAM returns it: a new account is "not found" (404, or 403) for
+    a few seconds, and may vanish once more after a first success."""
 
     def once():
-        account = gcp.get("iam", path, resource)
+        try:
+            account = gcp.get("iam", path, resource)
+        except ApiError as err:
+            if err.status != 403:
+                raise
+            account = None
         if account is None:
             raise NotYetVisible()
         return account
@@ -72,8 +84,10 @@ def run(module):
     result = {"changed": False, "email": email, "member": f"serviceAccount:{email}", "service_account": {}}
 
     try:
-        actual = gcp.get("iam", path, resource)
+        actual = call_with_retry(gcp.get, "iam", path, resource, attempts=FIRST_READ_ATTEMPTS,
+                                 retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 403)
         before = {k: actual.get(k, "") for k in FIELDS} if actual else {}
+        after = dict(before, **wanted)
         if params["state"] == "absent":
             after = {}
             if actual:
@@ -84,15 +98,18 @@ def run(module):
             after = {k: wanted.get(k, "") for k in FIELDS}
             result["changed"] = True
             if not module.check_mode:
-                actual = create(gcp, project, params["name"], wanted, path, resource)
-        else:
-            after = dict(before, **wanted)
-            if after != before:
-                result["changed"] = True
-                if not module.check_mode:
-                    actual = gcp.request("PATCH", "iam", path, resource, json_body={
-                        "serviceAccount": {k: after[k] for k in FIELDS}, "updateMask": ",".join(sorted(wanted)),
-                    })
+                actual, created = create(gcp, project, params["name"], wanted, path, resource)
+                if not created:
+                    # Someone else created it meanwhile (409): ours only if it needs changes.
+                    before = {k: (actual or {}).get(k, "") for k in FIELDS}
+                    after = dict(before, **wanted)
+                    result["changed"] = after != before
+                    if result["changed"]:
+                        actual = patch(gcp, path, resource, actual, after, wanted)
+        elif after != before:
+            result["changed"] = True
+            if not module.check_mode:
+                actual = patch(gcp, path, resource, actual, after, wanted)
     except ApiError as err:
         fail_on_api_error(module, err)
 
@@ -104,6 +121,7 @@ def run(module):
 
 
 def create(gcp, project, account_id, wanted, path, resource):
+    """(the account, whether this call created it)."""
     body = {"accountId": account_id, "serviceAccount": wanted}
     try:
         created = gcp.request("POST", "iam", f"/v1/projects/{project}/serviceAccounts", resource, json_body=body)
@@ -111,4 +129,21 @@ def create(gcp, project, account_id, wanted, path, resource):
         if err.status != 409:
             raise
         created = None  # created concurrently by someone else: fine, it exists
-    return wait_until_visible(gcp, path, resource) or created
+    return wait_until_visible(gcp, path, resource) or created, created is not None
+
+
+def patch(gcp, path, resource, actual, after, wanted):
+    """PATCH the fields that differ (IAM's updateMask). IAM guarantees only the masked fields
+    in its answer, so the account is that answer over what was read. A just-created account
+    may still answer 404/403: retried, bounded."""
+    mask = sorted(k for k in wanted if (actual or {}).get(k, "") != after[k])
+    patched = gcp.request("PATCH", "iam", path, resource, retry_on=account_not_yet_visible, json_body={
+        "serviceAccount": {k: after[k] for k in mask}, "updateMask": ",".join(mask),
+    })
+    merged = dict(actual or {}, **patched)
+    for key in mask:  # IAM leaves empty fields out of an account
+        if after[key]:
+            merged[key] = after[key]
+        else:
+            merged.pop(key, None)
+    return merged

@@ -10,7 +10,7 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, fail_on_api_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_ARGSPEC,
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
@@ -109,14 +109,14 @@ def run(module):
             result["changed"] = True
             body = {
                 "name": name,
-                "location": params["location"] or "US",
+                "location": (params["location"] or "US").upper(),  # GCS reports it upper-cased
                 "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": params["uniform_bucket_level_access"]}},
             }
             if params["storage_class"]:
                 body["storageClass"] = params["storage_class"]
             if params["labels"]:
                 body["labels"] = params["labels"]
-            after = summary(body)
+            after = dict(summary(body), storage_class=params["storage_class"] or "STANDARD")
             if not module.check_mode:
                 bucket = create(module, gcp, project, body, resource)
         elif params["shared"]:
@@ -127,16 +127,13 @@ def run(module):
                 module.fail_json(msg=(
                     f"bucket {name} is in {before['location']}, not {params['location']}; a bucket's location "
                     "cannot change. Set location to match, or use another bucket."))
-            patch = wanted_changes(params, bucket)
-            if patch:
+            if wanted_changes(params, bucket):
                 result["changed"] = True
                 after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
                              uniform_bucket_level_access=params["uniform_bucket_level_access"],
                              storage_class=params["storage_class"] or before["storage_class"])
                 if not module.check_mode:
-                    # ifMetagenerationMatch: never overwrite a change made since our read.
-                    bucket = gcp.request("PATCH", "storage", path, resource, json_body=patch,
-                                         params={"ifMetagenerationMatch": bucket.get("metageneration")})
+                    bucket = patch_bucket(module, gcp, path, resource, bucket)
     except ApiError as err:
         fail_on_api_error(module, err)
 
@@ -144,6 +141,31 @@ def run(module):
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     module.exit_json(**result)
+
+
+def patch_bucket(module, gcp, path, resource, bucket):
+    """PATCH what differs under ifMetagenerationMatch, so a change made since our read is
+    never overwritten: on 412 the bucket is read again and the patch recomputed (bounded)."""
+    state = {"bucket": bucket}
+
+    def attempt():
+        current = state["bucket"]
+        if current is None:
+            current = read_bucket(module, gcp, path, resource)
+            if current is None:
+                raise ApiError(resource, 404, "the bucket was deleted while it was being updated", method="PATCH")
+        changes = wanted_changes(module.params, current)
+        if not changes:
+            return current
+        try:
+            return gcp.request("PATCH", "storage", path, resource, json_body=changes,
+                               params={"ifMetagenerationMatch": current.get("metageneration")})
+        except ApiError as err:
+            if err.status == 412:
+                state["bucket"] = None  # someone wrote it since: read again
+            raise
+
+    return call_with_retry(attempt, retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 412)
 
 
 def read_bucket(module, gcp, path, resource):

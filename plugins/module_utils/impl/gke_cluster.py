@@ -16,6 +16,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
     first_error,
+    gke_cluster_busy,
     gke_name_error,
     location_error,
 )
@@ -89,12 +90,6 @@ def plan_updates(params, cluster, pool):
     return updates
 
 
-def operation_in_progress(exc):
-    """GKE refuses a change while another operation runs on the cluster (400 FAILED_PRECONDITION)."""
-    return getattr(exc, "status", None) in (400, 409) and "operation" in (getattr(exc, "message", "") or "").lower() \
-        and getattr(exc, "reason", None) in ("FAILED_PRECONDITION", "ABORTED")
-
-
 class Runner:
     """Starts GKE operations and waits for them, one at a time."""
 
@@ -103,7 +98,7 @@ class Runner:
         self.operations = []
 
     def run(self, method, path, resource, body=None, wait=True):
-        operation = self.gcp.request(method, "container", path, resource, json_body=body, retry_on=operation_in_progress)
+        operation = self.gcp.request(method, "container", path, resource, json_body=body, retry_on=gke_cluster_busy)
         self.operations.append(operation["name"])
         if wait:
             try:

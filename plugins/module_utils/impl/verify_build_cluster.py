@@ -58,7 +58,9 @@ def check_credential(module, admin, checks):
     except ApiError as exc:
         # A DISABLED or DESTROYED version, also as versions/latest (the newest created one,
         # which is what External Secrets and every other reader gets): the error names it.
-        fix = exc.fix if source.unreadable_version(exc) else "check that the secret exists and that you may read it"
+        fix = "check that the secret exists and that you may read it"
+        if source.unreadable_version(exc):
+            fix = f"enable version {exc.version} if it was disabled by mistake, or {FIX_ROTATE}"
         checks.broken("stored kubeconfig", str(exc), fix)
     except kc.KubeconfigError as exc:
         checks.broken("stored kubeconfig", str(exc), "check that the file exists and that you may read it")

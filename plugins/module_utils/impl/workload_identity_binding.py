@@ -17,9 +17,9 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
     PolicyTarget,
+    account_not_yet_visible,
     first_error,
     gsa_email_error,
-    member_not_yet_visible,
     project_id_error,
     read_policy,
     update_policy,
@@ -122,7 +122,8 @@ def run(module):
         # namespace) leaves the other untouched.
         ksa = client.get(ksa_path, resource=ksa_resource)
         target = PolicyTarget.service_account(gsa)
-        policy = read_policy(gcp, target)
+        # The GSA may have been created seconds ago: IAM may answer 404 or 403 for a while.
+        policy = read_policy(gcp, target, retry_on=account_not_yet_visible)
         patch = ksa_patch(ksa, gsa, present) if ksa is not None else None
         result["ksa_created"] = present and ksa is None
         change = iam.add_member if present else iam.remove_member
@@ -149,7 +150,7 @@ def run(module):
             client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
         if member_changed:
             # Read-modify-write again with a fresh etag; the policy read above only planned.
-            update_policy(gcp, target, lambda p: change(p, role, member), retry_on=member_not_yet_visible)
+            update_policy(gcp, target, lambda p: change(p, role, member), retry_on=account_not_yet_visible)
     except ApiError as err:
         fail_on_api_error(module, err)
     module.exit_json(**result)

@@ -20,7 +20,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import auth, crm, gke, iam, oauth2, secretmanager, storage, sts
-from .errors import ApiError, OAuthError
+from .errors import ApiError, OAuthError, error_info
 from .faults import DEFAULT_MESSAGES
 from .web import Ctx, Route
 
@@ -52,6 +52,18 @@ INSUFFICIENT_SCOPES = ApiError(403, "Request had insufficient authentication sco
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status=status, headers=headers,
                     content_type="application/json; charset=UTF-8")
+
+
+def fault_error(fault: Any, service: str) -> ApiError:
+    """The error an error fault answers; a 429 carries the ErrorInfo Google's quota system sends."""
+    details = None
+    if fault.status == 429:
+        details = [error_info("RATE_LIMIT_EXCEEDED", "googleapis.com",
+                              quota_metric=f"{service}.googleapis.com/default",
+                              quota_limit="defaultPerMinutePerProject",
+                              service=f"{service}.googleapis.com")]
+    return ApiError(fault.status, fault.message or DEFAULT_MESSAGES.get(fault.status, "Injected fault."),
+                    details=details)
 
 
 def _scope_ok(route: Route, scopes: tuple[str, ...]) -> bool:
@@ -112,8 +124,7 @@ class App:
                     raise INSUFFICIENT_SCOPES
             fault = faults.error_for(request.method, request.path, route.service)
             if fault is not None:
-                raise ApiError(fault.status, fault.message or DEFAULT_MESSAGES.get(
-                    fault.status, "Injected fault."))
+                raise fault_error(fault, route.service)
             with self.fake.state.lock:
                 result = route.handler(ctx, **args)
             response = self._result(result)
@@ -145,7 +156,7 @@ class App:
                 err = ApiError(401, "Invalid Credentials", reason="authError", headers=err.headers,
                                extra={"locationType": "header", "location": "Authorization"})
             return json_response(err.gcs_body(), err.code, err.headers)
-        return json_response(err.google_body(), err.code, err.headers)
+        return json_response(err.google_body(service), err.code, err.headers)
 
     def _finish(self, request: Request, service: str, ctx: Ctx | None, started: float,
                 response: Response) -> Response:

@@ -36,7 +36,8 @@ def get_project_v3(ctx: Ctx, project: str) -> dict[str, Any]:
 
 
 def get_policy(ctx: Ctx, project: str) -> dict[str, Any]:
-    return policy_response(_project(ctx, project, "resourcemanager.projects.getIamPolicy").policy)
+    return policy_response(
+        _project(ctx, project, "resourcemanager.projects.getIamPolicy").policy, ctx)
 
 
 def set_project_policy(ctx: Ctx, project: str) -> dict[str, Any]:

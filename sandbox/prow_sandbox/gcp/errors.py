@@ -3,7 +3,11 @@
 Three wire shapes exist and clients depend on each:
 
 * most JSON APIs (IAM, CRM, Secret Manager, GKE, IAM Credentials) use google.rpc.Status:
-  ``{"error": {"code": 409, "message": "...", "status": "ALREADY_EXISTS"}}``;
+  ``{"error": {"code": 409, "message": "...", "status": "ALREADY_EXISTS", "details": [...]}}``,
+  where ``details`` holds typed google.rpc messages; Google's front end puts a
+  ``google.rpc.ErrorInfo`` (``reason``, ``domain``, ``metadata``) there for permission
+  denials (``IAM_PERMISSION_DENIED``), quota errors (``RATE_LIMIT_EXCEEDED``) and the like,
+  and ``google.api_core.exceptions`` exposes it as ``.reason``/``.domain``/``.metadata``;
 * Cloud Storage JSON v1 keeps its legacy shape with an ``errors[]`` list carrying a
   ``reason`` (``conflict``, ``notFound``, ``conditionNotMet``...);
 * the OAuth2 and STS token endpoints answer RFC 6749 errors:
@@ -59,6 +63,7 @@ class ApiError(Exception):
         reason: str | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -67,9 +72,17 @@ class ApiError(Exception):
         self.reason = reason  # GCS only; defaults from the code
         self.headers = headers or {}
         self.extra = extra or {}  # GCS: locationType/location of the offending parameter
+        self.details = details or []  # google.rpc detail messages, "@type" first
 
-    def google_body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+    def google_body(self, service: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            # An ErrorInfo without a domain takes the called service's, as Google's front end does.
+            body["details"] = [
+                dict(d, domain=f"{service}.googleapis.com")
+                if d.get("@type") == ERROR_INFO and not d.get("domain") and service else d
+                for d in self.details]
+        return {"error": body}
 
     def gcs_body(self) -> dict[str, Any]:
         item = {
@@ -79,6 +92,19 @@ class ApiError(Exception):
             **self.extra,
         }
         return {"error": {"code": self.code, "message": self.message, "errors": [item]}}
+
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+def error_info(reason: str, domain: str | None = None, **metadata: str) -> dict[str, Any]:
+    """A google.rpc.ErrorInfo detail (domain None: the called service's)."""
+    info: dict[str, Any] = {"@type": ERROR_INFO, "reason": reason}
+    if domain:
+        info["domain"] = domain
+    if metadata:
+        info["metadata"] = metadata
+    return info
 
 
 class OAuthError(Exception):
@@ -118,16 +144,25 @@ def aborted(message: str) -> ApiError:
     return ApiError(409, message, "ABORTED")
 
 
-def permission_denied(message: str) -> ApiError:
-    return ApiError(403, message, "PERMISSION_DENIED")
+def permission_denied(message: str, permission: str | None = None,
+                      resource: str | None = None) -> ApiError:
+    """403 PERMISSION_DENIED; naming the permission adds the ErrorInfo IAM sends with it
+    (reason IAM_PERMISSION_DENIED, the permission and resource in its metadata)."""
+    details = None
+    if permission:
+        metadata = {"permission": permission}
+        if resource:
+            metadata["resource"] = resource
+        details = [error_info("IAM_PERMISSION_DENIED", **metadata)]
+    return ApiError(403, message, "PERMISSION_DENIED", details=details)
 
 
 # Wording Google uses when the caller lacks a permission; it deliberately does not reveal
 # whether the resource exists.
-def denied_on_resource(permission: str) -> ApiError:
+def denied_on_resource(permission: str, resource: str | None = None) -> ApiError:
     return permission_denied(
-        f"Permission '{permission}' denied on resource (or it may not exist)."
-    )
+        f"Permission '{permission}' denied on resource (or it may not exist).",
+        permission, resource)
 
 
 CONCURRENT_POLICY_CHANGE = (

@@ -11,7 +11,14 @@ webhook), which maps project owners and ``roles/container.admin`` holders to
 Operations go PENDING -> RUNNING -> DONE over successive polls of ``operations.get`` (DONE
 only once the work, e.g. the apiserver start, has finished); a client that never polls sees
 them finish a second after the work did. A cluster runs one operation at a time: another
-mutating call meanwhile is 400 FAILED_PRECONDITION, as on GKE.
+mutating call meanwhile is 400 FAILED_PRECONDITION, as on GKE, worded in one of GKE's two
+ways: "Operation X is currently ..." while a caller's operation runs, and "Cluster is
+currently being created, deleted, updated or repaired and cannot be updated." while GKE
+itself works on the cluster (auto-repair, auto-upgrade: ``Config.gke_maintenance_rejects``
+makes the next mutating calls meet that).
+
+Cluster updates apply one field per call, as GKE's ClusterUpdate requires:
+``desiredWorkloadIdentityConfig`` or ``desiredReleaseChannel``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError, already_exists, failed_precondition, invalid, not_found
+from .errors import ApiError, already_exists, error_info, failed_precondition, invalid, not_found
 from .state import Principal, Project, now_rfc3339
 from .web import Ctx, Route
 
@@ -36,6 +43,10 @@ if TYPE_CHECKING:
 
 NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 WORKLOAD_METADATA_MODES = {0: "MODE_UNSPECIFIED", 1: "GCE_METADATA", 2: "GKE_METADATA"}
+RELEASE_CHANNELS = {0: "UNSPECIFIED", 1: "RAPID", 2: "REGULAR", 3: "STABLE", 4: "EXTENDED"}
+CLUSTER_BUSY = ("Cluster is currently being created, deleted, updated or repaired and cannot "
+                "be updated.")
+UPDATE_FIELDS = ("desiredWorkloadIdentityConfig", "desiredReleaseChannel")
 # A client that never polls still sees an operation finish this long after its work did.
 SETTLE_SECONDS = 1.0
 ACTIVITY = {
@@ -78,6 +89,7 @@ class GkeCluster:
     spec: dict[str, Any]
     node_pools: dict[str, NodePool]
     workload_pool: str | None
+    release_channel: str = "REGULAR"  # GKE's default for new clusters
     uid: str = field(default_factory=lambda: secrets.token_hex(16))
     status: str = "PROVISIONING"
     status_message: str = ""
@@ -187,7 +199,7 @@ def cluster_json(ctx: Ctx, c: GkeCluster) -> dict[str, Any]:
         "currentNodeVersion": version,
         "currentNodeCount": sum(np.initial_node_count for np in c.node_pools.values()),
         "masterAuth": {},
-        "releaseChannel": c.spec.get("releaseChannel") or {"channel": "REGULAR"},
+        "releaseChannel": {"channel": c.release_channel} if c.release_channel != "UNSPECIFIED" else {},
         "etag": hashlib.sha1(f"{c.uid}{c.status}{c.workload_pool}".encode()).hexdigest()[:16],
     }
     if pools:
@@ -231,7 +243,8 @@ def operation_json(ctx: Ctx, op: Operation) -> dict[str, Any]:
 
 def _denied(permission: str, resource: str) -> ApiError:
     return ApiError(403, f'Required "{permission}" permission(s) for "{resource}".',
-                    "PERMISSION_DENIED")
+                    "PERMISSION_DENIED", details=[error_info(
+                        "IAM_PERMISSION_DENIED", permission=permission, resource=resource)])
 
 
 def _project(ctx: Ctx, ref: str, permission: str) -> Project:
@@ -259,6 +272,11 @@ def _settle(ctx: Ctx, c: GkeCluster) -> None:
 
 
 def _ensure_idle(ctx: Ctx, c: GkeCluster) -> None:
+    config = ctx.state.config
+    if config.gke_maintenance_rejects > 0:
+        # GKE is repairing or upgrading the cluster on its own: no operation to name.
+        config.gke_maintenance_rejects -= 1
+        raise failed_precondition(CLUSTER_BUSY)
     for op in ctx.state.operations.values():
         if op.cluster is c and op.status != "DONE":
             raise failed_precondition(
@@ -285,6 +303,16 @@ def _mode(value: Any) -> str:
     if isinstance(value, int):
         return WORKLOAD_METADATA_MODES.get(value, str(value))
     return str(value)
+
+
+def _channel(value: Any) -> str:
+    """A release channel from {"channel": NAME or enum number}; 400 for anything else."""
+    raw = (value or {}).get("channel", 0) if isinstance(value, dict) else value
+    channel = RELEASE_CHANNELS.get(raw, str(raw)) if isinstance(raw, int) else str(raw)
+    if channel not in RELEASE_CHANNELS.values():
+        raise invalid(f"Invalid value at 'release_channel.channel' ({raw}): must be one of "
+                      f"{', '.join(RELEASE_CHANNELS.values())}.")
+    return channel
 
 
 def _pool_from_spec(spec: dict[str, Any], workload_pool: str | None) -> NodePool:
@@ -340,6 +368,8 @@ def create_cluster(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
     if len({p.name for p in pools}) != len(pools):
         raise invalid("Node pool names must be unique.")
     c = GkeCluster(proj, location, name, spec, {p.name: p for p in pools}, workload_pool)
+    if spec.get("releaseChannel"):
+        c.release_channel = _channel(spec["releaseChannel"])
     ctx.state.clusters[c.key] = c
 
     def done() -> None:
@@ -454,19 +484,28 @@ def delete_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[
 
 def update_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
     c = _cluster(ctx, project, location, cluster, "container.clusters.update")
-    update = dict(ctx.body().get("update") or {})
+    update = {k: v for k, v in (ctx.body().get("update") or {}).items() if v not in (None, {})}
     if not update:
         raise invalid("Must specify a field to update.")
-    if set(update) != {"desiredWorkloadIdentityConfig"}:
-        raise invalid(f"Cluster update {sorted(update)} is not implemented by the sandbox fake; "
-                      "it supports desiredWorkloadIdentityConfig.")
-    pool = _check_workload_pool(c.project, update["desiredWorkloadIdentityConfig"])
+    if len(update) > 1:
+        raise invalid("Exactly one update can be applied to a cluster with each request; "
+                      f"got {', '.join(sorted(update))}.")
+    (field_name, value), = update.items()
+    if field_name not in UPDATE_FIELDS:
+        raise invalid(f"Cluster update {field_name} is not implemented by the sandbox fake; "
+                      f"it supports {', '.join(UPDATE_FIELDS)}.")
+    if field_name == "desiredWorkloadIdentityConfig":
+        pool = _check_workload_pool(c.project, value)
+        channel = c.release_channel
+    else:
+        pool, channel = c.workload_pool, _channel(value)
     _ensure_idle(ctx, c)
     c.status = "RECONCILING"
 
     def done() -> None:
         c.status = "RUNNING"
         c.workload_pool = pool
+        c.release_channel = channel
         if pool:
             ctx.state.identity_pools.add(pool)
 

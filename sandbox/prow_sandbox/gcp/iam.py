@@ -4,6 +4,11 @@ Paths, bodies and errors follow https://cloud.google.com/iam/docs/reference/rest
 https://cloud.google.com/iam/docs/reference/credentials/rest. Google checks the caller's
 permission before it reveals whether an account exists, so a missing account is 404 only
 for callers who could have seen it, and 403 "(or it may not exist)" for everyone else.
+
+Right after creation an account may not be visible yet: reads answer 404, or 403 as IAM also
+does, and may flip back once after a success (``Config.iam_new_sa_visibility``). Accounts
+are changed with PATCH and an ``updateMask`` (``displayName``, ``description``); the
+response is only guaranteed to carry the fields in the mask, as IAM documents.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import auth
-from .errors import already_exists, denied_on_resource, invalid, not_found
+from .errors import aborted, already_exists, denied_on_resource, invalid, not_found
 from .policy import Policy
 from .state import Principal, Project, ServiceAccount
 from .web import Ctx, Route, policy_response, set_policy, test_permissions
@@ -53,13 +58,16 @@ def _project(ctx: Ctx, ref: str, permission: str) -> Project:
 
 def _account(ctx: Ctx, project_ref: str, ref: str, permission: str) -> ServiceAccount:
     """Resolve ``projects/{project_ref}/serviceAccounts/{ref}`` and check ``permission``."""
-    sa = ctx.state.service_account(ref)
+    sa, hidden = ctx.state.visible_account(ref)
+    resource = f"projects/{project_ref}/serviceAccounts/{ref}"
+    if hidden == 403:
+        raise denied_on_resource(permission, resource)
     if sa is None or project_ref not in ("-", sa.project_id, _number(ctx, sa)):
         # The account's project, judged from its email, decides 403 versus 404.
         owner = ref.partition("@")[2].removesuffix(".iam.gserviceaccount.com")
         project = ctx.state.project(owner or project_ref)
         if project is None or not ctx.state.allowed(ctx.caller, permission, project.policy):
-            raise denied_on_resource(permission)
+            raise denied_on_resource(permission, resource)
         raise not_found("Unknown service account")
     ctx.state.require(ctx.caller, permission, sa.policy,
                       ctx.state.projects[sa.project_id].policy)
@@ -92,7 +100,7 @@ def create_account(ctx: Ctx, project: str) -> dict[str, Any]:
         project_id=proj.project_id, account_id=account_id,
         unique_id=ctx.state.new_unique_id(),
         display_name=spec.get("displayName", ""), description=spec.get("description", ""),
-        hidden_reads=ctx.state.config.iam_new_sa_hidden_reads,
+        hidden=ctx.state.new_account_visibility(),
     )
     ctx.state.service_accounts[email] = sa
     return sa_json(sa)
@@ -100,6 +108,40 @@ def create_account(ctx: Ctx, project: str) -> dict[str, Any]:
 
 def get_account(ctx: Ctx, project: str, account: str) -> dict[str, Any]:
     return sa_json(_account(ctx, project, account, "iam.serviceAccounts.get"))
+
+
+PATCHABLE = ("displayName", "description")
+
+
+def patch_account(ctx: Ctx, project: str, account: str) -> dict[str, Any]:
+    """PATCH with ``{"serviceAccount": {...}, "updateMask": "displayName,description"}``."""
+    sa = _account(ctx, project, account, "iam.serviceAccounts.update")
+    body = ctx.body()
+    spec = body.get("serviceAccount")
+    mask = [f.strip() for f in (body.get("updateMask") or "").split(",") if f.strip()]
+    if not isinstance(spec, dict) or not mask:
+        raise invalid("Invalid update mask: the field mask is required "
+                      "(updateMask: displayName and/or description).")
+    unknown = [f for f in mask if f not in PATCHABLE]
+    if unknown:
+        raise invalid(f"Invalid update mask {','.join(unknown)}: only displayName and "
+                      "description can be patched.")
+    if spec.get("etag") and spec["etag"] != sa.etag:
+        raise aborted("The service account was changed concurrently (etag mismatch); read it "
+                      "again and retry.")
+    if "displayName" in mask:
+        value = spec.get("displayName") or ""
+        if len(value) > 100:
+            raise invalid("Invalid value for displayName: at most 100 characters.")
+        sa.display_name = value
+    if "description" in mask:
+        value = spec.get("description") or ""
+        if len(value) > 256:
+            raise invalid("Invalid value for description: at most 256 characters.")
+        sa.description = value
+    # Only the fields in the mask are guaranteed in the response (IAM documents it so).
+    full = sa_json(sa)
+    return {k: v for k, v in full.items() if k in ("name", "etag") or k in mask}
 
 
 def list_accounts(ctx: Ctx, project: str) -> dict[str, Any]:
@@ -190,7 +232,8 @@ def delete_key(ctx: Ctx, project: str, account: str, key: str) -> dict[str, Any]
 
 
 def get_policy(ctx: Ctx, project: str, account: str) -> dict[str, Any]:
-    return policy_response(_account(ctx, project, account, "iam.serviceAccounts.getIamPolicy").policy)
+    return policy_response(
+        _account(ctx, project, account, "iam.serviceAccounts.getIamPolicy").policy, ctx)
 
 
 def set_account_policy(ctx: Ctx, project: str, account: str) -> dict[str, Any]:
@@ -233,6 +276,7 @@ ROUTES = [
     Route("iam", "/v1/projects/<project>/serviceAccounts", ("POST",), create_account),
     Route("iam", "/v1/projects/<project>/serviceAccounts", ("GET",), list_accounts),
     Route("iam", _SA, ("GET",), get_account),
+    Route("iam", _SA, ("PATCH",), patch_account),
     Route("iam", _SA, ("DELETE",), delete_account),
     Route("iam", _SA + ":getIamPolicy", ("POST",), get_policy, write=False),
     Route("iam", _SA + ":setIamPolicy", ("POST",), set_account_policy, policy_write=True),

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -118,11 +120,32 @@ class Policy:
     etag: str = EMPTY_POLICY_ETAG
     version: int = 1
 
-    def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"version": self.version, "etag": self.etag}
-        if self.bindings:
-            body["bindings"] = [dict(b, members=list(b["members"])) for b in self.bindings]
+    def to_json(self, extra: dict[str, Any] | None = None, *,
+                requested_version: int = 3) -> dict[str, Any]:
+        """The policy as getIamPolicy returns it for ``options.requestedPolicyVersion``.
+
+        Version 3 (or a policy without conditions) is the policy as stored. Below 3, IAM
+        formats a conditional policy as version 1: each conditional binding's role becomes
+        ``ROLE_withcond_HASH`` and its condition is left out
+        (https://cloud.google.com/iam/docs/troubleshooting-withcond). Cloud Storage refuses
+        such a read instead (see :func:`storage.get_bucket_policy`).
+        """
+        version = self.version
+        bindings = [dict(b, members=list(b["members"])) for b in self.bindings]
+        if requested_version < 3 and self.has_conditions:
+            version = 1
+            for b in bindings:
+                condition = b.pop("condition", None)
+                if condition is not None:
+                    b["role"] = f"{b['role']}_withcond_{condition_hash(condition)}"
+        body: dict[str, Any] = {"version": version, "etag": self.etag}
+        if bindings:
+            body["bindings"] = bindings
         return {**body, **(extra or {})}
+
+    @property
+    def has_conditions(self) -> bool:
+        return any("condition" in b for b in self.bindings)
 
     def members_with(self, permission: str) -> set[str]:
         out: set[str] = set()
@@ -169,6 +192,12 @@ class Policy:
         version = int(incoming.get("version") or 1)
         if version not in (0, 1, 3):
             raise invalid(f"Invalid policy version {version}.")
+        if etag and version < 3 and self.has_conditions:
+            # Any change to a policy with conditions must be made as version 3; only a
+            # write without an etag may overwrite it (and loses its conditions).
+            raise invalid("The policy has conditional role bindings: setIamPolicy must "
+                          "specify policy version 3 (see "
+                          "https://cloud.google.com/iam/help/conditions/resource-policies).")
         merged: dict[tuple[str, str], set[str]] = {}
         conditions: dict[tuple[str, str], dict] = {}
         for b in incoming.get("bindings") or []:
@@ -196,6 +225,22 @@ class Policy:
         self.bindings = bindings
         self.version = 3 if conditions else 1
         self.etag = etag_factory()
+
+
+def condition_hash(condition: dict[str, Any]) -> str:
+    """The 20 hex digits after ``_withcond_`` (opaque on Google; stable per condition here)."""
+    return hashlib.sha256(json.dumps(condition, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def requested_version(value: Any) -> int:
+    """``options.requestedPolicyVersion`` (absent: 0); anything but 0, 1 or 3 is refused."""
+    try:
+        version = int(value or 0)
+    except (TypeError, ValueError):
+        version = -1
+    if version not in (0, 1, 3):
+        raise invalid(f"Invalid requested policy version {value}; valid values are 0, 1 and 3.")
+    return version
 
 
 def check_member_syntax(member: str) -> None:

@@ -328,7 +328,7 @@ def destroy_version(ctx: Ctx, project: str, secret: str, version: str) -> dict[s
 
 
 def get_secret_policy(ctx: Ctx, project: str, secret: str) -> dict[str, Any]:
-    return policy_response(_secret(ctx, project, secret, "secretmanager.secrets.getIamPolicy").policy)
+    return policy_response(_secret(ctx, project, secret, "secretmanager.secrets.getIamPolicy").policy, ctx)
 
 
 def set_secret_policy(ctx: Ctx, project: str, secret: str) -> dict[str, Any]:

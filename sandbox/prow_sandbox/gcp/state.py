@@ -86,8 +86,9 @@ class ServiceAccount:
     etag: str = "MDEwMjE5MjA="
     policy: Policy = field(default_factory=Policy)
     keys: dict[str, ServiceAccountKey] = field(default_factory=dict)
-    # Eventual consistency: reads left during which the new account is still "not found".
-    hidden_reads: int = 0
+    # Eventual consistency: what the next reads of the new account answer, in order (404 or
+    # 403 while it is not visible, 200 once it is); when used up it stays visible.
+    hidden: list[int] = field(default_factory=list)
 
     @property
     def email(self) -> str:
@@ -112,6 +113,10 @@ class Config:
 
     # IAM eventual consistency: a new service account is "not found" for this many reads.
     iam_new_sa_hidden_reads: int = 0
+    # The same, spelled out: what successive reads of a new account answer, e.g.
+    # "404,403,200,404": Google may say 403 as well as 404 right after creation, and an
+    # account seen once may vanish once more (200 = visible). Applies after the hidden reads.
+    iam_new_sa_visibility: str = ""
     # GKE: how many polls an operation reports RUNNING before DONE (at least 1).
     gke_running_polls: int = 1
     # GKE: the next N operations finish DONE with an error (and create leaves ERROR).
@@ -119,12 +124,19 @@ class Config:
     # Secret Manager: the next N :access answers carry data that does not match their dataCrc32c
     # (corruption in transit, which clients detect with the checksum).
     secretmanager_corrupt_next_access: int = 0
+    # GKE: the next N mutating calls find GKE repairing or upgrading the cluster itself
+    # (400 "Cluster is currently being created, deleted, updated or repaired ...").
+    gke_maintenance_rejects: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise KeyError(key)
-            setattr(self, key, type(getattr(self, key))(value))
+            value = type(getattr(self, key))(value)
+            if key == "iam_new_sa_visibility" and not all(
+                    code in ("200", "403", "404") for code in value.replace(" ", "").split(",") if code):
+                raise ValueError("iam_new_sa_visibility: 200, 403 and 404, comma-separated")
+            setattr(self, key, value)
 
 
 class State:
@@ -160,14 +172,29 @@ class State:
             return self.projects[ref]
         return next((p for p in self.projects.values() if p.number == ref), None)
 
-    def service_account(self, ref: str, *, read: bool = True) -> ServiceAccount | None:
-        """A service account by email or unique ID; honours eventual-consistency hiding."""
+    def new_account_visibility(self) -> list[int]:
+        """The answers of a new account's first reads, from the two IAM switches."""
+        pattern = [int(x) for x in self.config.iam_new_sa_visibility.replace(" ", "").split(",") if x]
+        if any(code not in (200, 403, 404) for code in pattern):
+            raise ValueError("iam_new_sa_visibility: use 200, 403 and 404, comma-separated")
+        return [404] * self.config.iam_new_sa_hidden_reads + pattern
+
+    def visible_account(self, ref: str) -> tuple[ServiceAccount | None, int | None]:
+        """(account, None), or (None, 403/404) while a new account is not visible yet."""
         sa = self.service_accounts.get(ref) or next(
             (s for s in self.service_accounts.values() if s.unique_id == ref), None)
-        if sa is not None and read and sa.hidden_reads > 0:
-            sa.hidden_reads -= 1
-            return None
-        return sa
+        if sa is not None and sa.hidden:
+            status = sa.hidden.pop(0)
+            if status != 200:
+                return None, status
+        return sa, None
+
+    def service_account(self, ref: str, *, read: bool = True) -> ServiceAccount | None:
+        """A service account by email or unique ID; honours eventual-consistency hiding."""
+        if read:
+            return self.visible_account(ref)[0]
+        return self.service_accounts.get(ref) or next(
+            (s for s in self.service_accounts.values() if s.unique_id == ref), None)
 
     # ------------------------------------------------------------------ tokens
 
@@ -207,7 +234,7 @@ class State:
                 error: ApiError | None = None) -> None:
         if not self.allowed(principal, permission, *policies):
             raise error or permission_denied(
-                f"Permission '{permission}' denied on resource (or it may not exist).")
+                f"Permission '{permission}' denied on resource (or it may not exist).", permission)
 
     def project_roles(self, principal: Principal, project: Project) -> set[str]:
         return {b["role"] for b in project.policy.bindings

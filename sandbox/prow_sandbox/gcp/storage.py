@@ -7,6 +7,14 @@ downloads. Errors use GCS's legacy shape with ``errors[].reason``; a stale IAM e
 ``conditionNotMet`` (not IAM's 409). Buckets' etags (and their IAM policies' etags) are, as
 on GCS, the metageneration encoded like ``CAE=``, ``CAI=``...
 
+Buckets keep the ``location`` (upper-cased, default ``US``) and default ``storageClass``
+(default ``STANDARD``) they were created with; PATCH changes labels (merged; a null value
+removes a key), ``storageClass``, ``versioning`` and uniform bucket-level access, under
+``ifMetagenerationMatch``/``ifMetagenerationNotMatch`` preconditions (412
+``conditionNotMet`` when stale), and bumps the metageneration. As on GCS, a bucket's IAM
+policy may hold conditional bindings only while uniform bucket-level access is on, and a
+policy with conditions is read only with ``optionsRequestedPolicyVersion=3``.
+
 Object writes are authorized by the bucket's IAM policy plus the project's, for the calling
 principal: ``storage.objects.create`` to create, and also ``storage.objects.delete`` to
 replace an existing object, which is why ``roles/storage.objectCreator`` cannot overwrite
@@ -21,6 +29,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -28,13 +37,22 @@ import google_crc32c
 from werkzeug.wrappers import Response
 
 from .errors import ApiError
-from .policy import Policy
+from .policy import Policy, requested_version
 from .state import Principal, now_rfc3339
 from .web import Ctx, Route, set_policy
 
 # 3-63 characters, lowercase letters, digits, "-", "_" and "."; letter or digit at both ends.
 BUCKET_NAME_RE = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
 PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold."
+MULTI_REGIONS = frozenset({"US", "EU", "ASIA"})
+DUAL_REGIONS = frozenset({"NAM4", "EUR4", "EUR5", "EUR7", "EUR8", "ASIA1"})
+# Google Cloud regions: continent prefix, area, number (US-WEST1, EUROPE-WEST4, ME-CENTRAL2...).
+REGION_RE = re.compile(r"^(US|EUROPE|ASIA|AUSTRALIA|NORTHAMERICA|SOUTHAMERICA|ME|AFRICA)"
+                       r"-[A-Z]+[0-9]{1,2}$")
+STORAGE_CLASSES = frozenset({"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE",
+                             # legacy classes GCS still accepts
+                             "MULTI_REGIONAL", "REGIONAL", "DURABLE_REDUCED_AVAILABILITY"})
+UBLA_LOCK_SECONDS = 90 * 86400  # uniform access can be turned off again for 90 days
 
 
 def gcs_error(code: int, message: str, reason: str | None = None, **extra: str) -> ApiError:
@@ -72,6 +90,26 @@ def crc32c_b64(data: bytes) -> str:
     return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
 
 
+def location_type(location: str) -> str:
+    if location in MULTI_REGIONS:
+        return "multi-region"
+    return "dual-region" if location in DUAL_REGIONS else "region"
+
+
+def _location(value: Any) -> str:
+    location = str(value or "US").upper()
+    if location not in MULTI_REGIONS | DUAL_REGIONS and not REGION_RE.match(location):
+        raise gcs_error(400, "The specified location constraint is not valid.", "invalid")
+    return location
+
+
+def _storage_class(value: Any) -> str:
+    storage_class = str(value or "STANDARD").upper()
+    if storage_class not in STORAGE_CLASSES:
+        raise gcs_error(400, f"Invalid argument: storage class '{value}' is not valid.", "invalid")
+    return storage_class
+
+
 @dataclass
 class Bucket:
     name: str
@@ -79,6 +117,10 @@ class Bucket:
     project_number: str
     uniform: bool
     labels: dict[str, str]
+    location: str = "US"
+    storage_class: str = "STANDARD"
+    versioning: bool | None = None  # None: never set (GCS then omits the field)
+    uniform_since: float = field(default_factory=time.time)
     policy: Policy = field(default_factory=Policy)
     metageneration: int = 1
     created: str = field(default_factory=now_rfc3339)
@@ -90,9 +132,11 @@ class Bucket:
         return base64.b64encode(b"\x08" + _varint(self.metageneration)).decode()
 
     def bump(self) -> str:
-        """A metadata write (IAM included): new metageneration, hence new etag."""
+        """A metadata write (IAM included): new metageneration, hence new etag (the IAM
+        policy's etag is the bucket's metageneration too, so any write makes it stale)."""
         self.metageneration += 1
         self.updated = now_rfc3339()
+        self.policy.etag = self.etag
         return self.etag
 
 
@@ -125,7 +169,8 @@ def bucket_json(ctx: Ctx, b: Bucket) -> dict[str, Any]:
     base = ctx.base_url()
     iam_config: dict[str, Any] = {"enabled": b.uniform}
     if b.uniform:
-        iam_config["lockedTime"] = b.created  # real: creation + 90 days
+        locked = datetime.fromtimestamp(b.uniform_since + UBLA_LOCK_SECONDS, timezone.utc)
+        iam_config["lockedTime"] = locked.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body: dict[str, Any] = {
         "kind": "storage#bucket",
         "selfLink": f"{base}/storage/v1/b/{b.name}",
@@ -133,19 +178,21 @@ def bucket_json(ctx: Ctx, b: Bucket) -> dict[str, Any]:
         "name": b.name,
         "projectNumber": b.project_number,
         "metageneration": str(b.metageneration),
-        "location": "US",
-        "storageClass": "STANDARD",
+        "location": b.location,
+        "storageClass": b.storage_class,
         "etag": b.etag,
         "timeCreated": b.created,
         "updated": b.updated,
         "iamConfiguration": {"bucketPolicyOnly": dict(iam_config),
                              "uniformBucketLevelAccess": iam_config,
                              "publicAccessPrevention": "inherited"},
-        "locationType": "multi-region",
+        "locationType": location_type(b.location),
         "rpo": "DEFAULT",
     }
     if b.labels:
-        body["labels"] = b.labels
+        body["labels"] = dict(b.labels)
+    if b.versioning is not None:
+        body["versioning"] = {"enabled": b.versioning}
     return body
 
 
@@ -180,7 +227,11 @@ def insert_bucket(ctx: Ctx) -> tuple[int, dict[str, Any]]:
     iam = body.get("iamConfiguration") or {}
     uniform = bool((iam.get("uniformBucketLevelAccess") or iam.get("bucketPolicyOnly")
                     or {}).get("enabled"))
-    bucket = Bucket(name, project.project_id, project.number, uniform, body.get("labels") or {})
+    versioning = body.get("versioning")
+    bucket = Bucket(name, project.project_id, project.number, uniform, dict(body.get("labels") or {}),
+                    location=_location(body.get("location")),
+                    storage_class=_storage_class(body.get("storageClass")),
+                    versioning=None if versioning is None else bool(versioning.get("enabled")))
     # What GCS puts in a new bucket's policy: project owners/editors own it, viewers read.
     p = project.project_id
     bucket.policy.bindings = [
@@ -209,6 +260,56 @@ def get_bucket(ctx: Ctx, bucket: str) -> dict[str, Any]:
     return bucket_json(ctx, _bucket(ctx, bucket, "storage.buckets.get"))
 
 
+def _check_metageneration(ctx: Ctx, b: Bucket) -> None:
+    match = ctx.arg("ifMetagenerationMatch")
+    not_match = ctx.arg("ifMetagenerationNotMatch")
+    if (match is not None and int(match) != b.metageneration) or (
+            not_match is not None and int(not_match) == b.metageneration):
+        raise gcs_error(412, PRECONDITION_FAILED, locationType="header", location="If-Match")
+
+
+def patch_bucket(ctx: Ctx, bucket: str) -> dict[str, Any]:
+    """buckets.patch: the fields named in the body change, the others stay."""
+    b = _bucket(ctx, bucket, "storage.buckets.update")
+    _check_metageneration(ctx, b)
+    body = ctx.body()
+    if "name" in body and body["name"] != b.name:
+        raise gcs_error(400, "Bucket names cannot be changed.", "invalid")
+    if "location" in body and _location(body["location"]) != b.location:
+        raise gcs_error(400, "A bucket's location cannot be changed.", "invalid")
+    labels = dict(b.labels)
+    if "labels" in body:
+        if body["labels"] is None:
+            labels = {}
+        else:
+            for key, value in body["labels"].items():
+                if value is None:
+                    labels.pop(key, None)
+                else:
+                    labels[key] = str(value)
+    storage_class = _storage_class(body["storageClass"]) if body.get("storageClass") else b.storage_class
+    versioning = b.versioning
+    if "versioning" in body:
+        versioning = bool((body["versioning"] or {}).get("enabled"))
+    uniform = b.uniform
+    iam = body.get("iamConfiguration") or {}
+    ubla = iam.get("uniformBucketLevelAccess") or iam.get("bucketPolicyOnly")
+    if ubla is not None and "enabled" in ubla:
+        uniform = bool(ubla["enabled"])
+    if b.uniform and not uniform:
+        if b.policy.has_conditions:
+            raise gcs_error(400, "Uniform bucket-level access cannot be disabled on a bucket whose "
+                                 "IAM policy has conditions; remove them first.", "invalid")
+        if time.time() > b.uniform_since + UBLA_LOCK_SECONDS:
+            raise gcs_error(400, "Uniform bucket-level access is locked on this bucket and cannot "
+                                 "be disabled.", "invalid")
+    if uniform and not b.uniform:
+        b.uniform_since = time.time()
+    b.labels, b.storage_class, b.versioning, b.uniform = labels, storage_class, versioning, uniform
+    b.bump()
+    return bucket_json(ctx, b)
+
+
 def delete_bucket(ctx: Ctx, bucket: str) -> Response:
     b = _bucket(ctx, bucket, "storage.buckets.delete")
     if b.objects:
@@ -226,11 +327,22 @@ def _policy_json(b: Bucket) -> dict[str, Any]:
 
 
 def get_bucket_policy(ctx: Ctx, bucket: str) -> dict[str, Any]:
-    return _policy_json(_bucket(ctx, bucket, "storage.buckets.getIamPolicy"))
+    b = _bucket(ctx, bucket, "storage.buckets.getIamPolicy")
+    # GCS does not format a conditional policy down to version 1 as IAM does: it refuses.
+    if requested_version(ctx.arg("optionsRequestedPolicyVersion")) < 3 and b.policy.has_conditions:
+        raise gcs_error(400, "The bucket's IAM policy has conditions: read it with "
+                             "optionsRequestedPolicyVersion=3.", "invalid",
+                        locationType="parameter", location="optionsRequestedPolicyVersion")
+    return _policy_json(b)
 
 
 def set_bucket_policy(ctx: Ctx, bucket: str) -> dict[str, Any]:
     b = _bucket(ctx, bucket, "storage.buckets.setIamPolicy")
+    incoming = ctx.body()
+    if not b.uniform and any(isinstance(x, dict) and x.get("condition")
+                             for x in incoming.get("bindings") or []):
+        raise gcs_error(400, "IAM conditions can only be used on buckets with uniform "
+                             "bucket-level access enabled.", "invalid")
     set_policy(
         ctx, b.policy, ctx.body(), permission_prefix="storage.", basic_roles=False,
         stale=lambda: gcs_error(412, PRECONDITION_FAILED, locationType="header",
@@ -434,6 +546,7 @@ ROUTES = [
     Route("storage", "/storage/v1/b", ("POST",), insert_bucket),
     Route("storage", "/storage/v1/b", ("GET",), list_buckets),
     Route("storage", _B, ("GET",), get_bucket),
+    Route("storage", _B, ("PATCH",), patch_bucket),
     Route("storage", _B, ("DELETE",), delete_bucket),
     Route("storage", _B + "/iam", ("GET",), get_bucket_policy),
     Route("storage", _B + "/iam", ("PUT",), set_bucket_policy, policy_write=True),

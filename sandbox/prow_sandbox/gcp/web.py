@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request
 
 from .errors import ApiError, CONCURRENT_POLICY_CHANGE, aborted, invalid
-from .policy import WI_MEMBER_RE, Policy, new_etag, role_supported
+from .policy import WI_MEMBER_RE, Policy, new_etag, requested_version, role_supported
 from .state import Principal, State
 
 if TYPE_CHECKING:
@@ -95,10 +95,21 @@ class Ctx:
 # ---------------------------------------------------------------- IAM policy helpers
 
 
-def policy_response(policy: Policy) -> dict[str, Any]:
-    """getIamPolicy. ``options.requestedPolicyVersion`` only matters with conditions, which
-    :meth:`Policy.to_json` reflects in ``version``."""
-    return policy.to_json()
+def requested_policy_version(ctx: Ctx) -> int:
+    """getIamPolicy's ``options.requestedPolicyVersion``: a query parameter (IAM, Secret
+    Manager; ``optionsRequestedPolicyVersion`` on Cloud Storage) or, for Resource Manager's
+    POST, the request body's ``options``."""
+    value = ctx.arg("options.requestedPolicyVersion") or ctx.arg("optionsRequestedPolicyVersion")
+    if value is None and ctx.request.method == "POST":
+        value = (ctx.body().get("options") or {}).get("requestedPolicyVersion")
+    return requested_version(value)
+
+
+def policy_response(policy: Policy, ctx: Ctx | None = None) -> dict[str, Any]:
+    """getIamPolicy as formatted for the request's requestedPolicyVersion (below 3, a policy
+    with conditions comes back as version 1 with ``_withcond_`` roles). Without ``ctx`` the
+    policy is returned as stored."""
+    return policy.to_json(requested_version=requested_policy_version(ctx) if ctx else 3)
 
 
 def validate_member(state: State, member: str) -> None:

@@ -33,6 +33,11 @@ def test_429_surfaces_as_too_many_requests(gcp, operator):
     first, second, third = (operator.get(url) for _ in range(3))
     assert (first.status_code, second.status_code, third.status_code) == (429, 429, 200)
     assert first.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    # The quota ErrorInfo Google sends, as the official clients parse it.
+    parsed = exceptions.from_http_response(first)
+    assert isinstance(parsed, exceptions.TooManyRequests)
+    assert (parsed.reason, parsed.domain) == ("RATE_LIMIT_EXCEEDED", "googleapis.com")
+    assert parsed.metadata["service"] == "iam.googleapis.com"
     gcp.inject(status=429, service="storage", path=r"/b/whatever-bucket$")
     with pytest.raises(exceptions.TooManyRequests) as info:
         gcp.storage().get_bucket("whatever-bucket", retry=None)  # storage retries 429 by default

@@ -216,6 +216,59 @@ def test_workload_identity_chain(env, created):
     assert env.requests(service="storage", path="/upload/")[-1]["principal"] == f"serviceAccount:{gsa}"
 
 
+def test_release_channel_update_is_an_operation(env, created):
+    client = env.container()
+    name = f"{PARENT}/clusters/build-a"
+    Channel = container_v1.ReleaseChannel.Channel
+    assert client.get_cluster(name=name).release_channel.channel == Channel.REGULAR  # GKE's default
+    op = client.update_cluster(name=name, update={"desired_release_channel": {"channel": Channel.RAPID}})
+    assert op.operation_type == container_v1.Operation.Type.UPDATE_CLUSTER
+    # One operation at a time, in the wording GKE uses for a caller's operation.
+    with pytest.raises(exceptions.BadRequest, match=f"Operation {op.name} is currently updating cluster"):
+        client.update_cluster(name=name, update={"desired_release_channel": {"channel": Channel.STABLE}})
+    op, seen = wait(client, op)
+    assert seen[-1] == "DONE" and not op.error.message
+    assert client.get_cluster(name=name).release_channel.channel == Channel.RAPID
+    wait(client, client.update_cluster(name=name, update={
+        "desired_release_channel": {"channel": Channel.REGULAR}}))
+
+
+def test_cluster_updates_refused_as_gke_refuses_them(env, created):
+    client, session = env.container(), env.session()
+    name = f"{PARENT}/clusters/build-a"
+    with pytest.raises(exceptions.BadRequest, match="Exactly one update"):
+        client.update_cluster(name=name, update={
+            "desired_release_channel": {"channel": container_v1.ReleaseChannel.Channel.STABLE},
+            "desired_workload_identity_config": {"workload_pool": POOL}})
+    bad = session.put(env.url("container", f"/v1/{name}"),
+                      json={"update": {"desiredReleaseChannel": {"channel": "FASTEST"}}})
+    assert bad.status_code == 400 and "release_channel" in bad.text
+    assert client.get_cluster(name=name).release_channel.channel == container_v1.ReleaseChannel.Channel.REGULAR
+
+
+def test_gke_busy_with_its_own_maintenance_uses_the_other_wording(env, created):
+    client = env.container()
+    name = f"{PARENT}/clusters/build-a"
+    env.configure(gke_maintenance_rejects=1)
+    update = {"desired_release_channel": {"channel": container_v1.ReleaseChannel.Channel.STABLE}}
+    with pytest.raises(exceptions.BadRequest) as info:
+        client.update_cluster(name=name, update=update)
+    assert info.value.message.endswith(": Cluster is currently being created, deleted, updated or "
+                                       "repaired and cannot be updated.")
+    assert info.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    op, _ = wait(client, client.update_cluster(name=name, update=update))  # the retry goes through
+    assert not op.error.message
+    wait(client, client.update_cluster(name=name, update={
+        "desired_release_channel": {"channel": container_v1.ReleaseChannel.Channel.REGULAR}}))
+
+
+def test_permission_errors_carry_error_info(env, created):
+    with pytest.raises(exceptions.Forbidden) as info:
+        env.container(CRIER).get_cluster(name=f"{PARENT}/clusters/build-a")
+    assert (info.value.reason, info.value.domain) == ("IAM_PERMISSION_DENIED", "container.googleapis.com")
+    assert info.value.metadata["permission"] == "container.clusters.get"
+
+
 def test_failed_operation_and_delete(env, created):
     client = env.container()
     env.configure(gke_fail_next_operations=1)

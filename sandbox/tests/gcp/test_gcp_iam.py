@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from google.api_core import exceptions
 
 from prow_sandbox.gcp.seed import CRIER, DECK, OPERATOR
 
@@ -81,6 +82,65 @@ def test_eventual_consistency_mode(gcp, operator):
     sa = _create_sa(gcp, operator)
     url = _sa_url(gcp, "-", sa["email"])
     assert [operator.get(url).status_code for _ in range(3)] == [404, 404, 200]
+
+
+def test_new_account_may_answer_403_and_404_and_flip_back_once(gcp, operator):
+    gcp.configure(iam_new_sa_visibility="404,403,200,404")
+    sa = _create_sa(gcp, operator)
+    url = _sa_url(gcp, "-", sa["email"])
+    answers = [operator.get(url) for _ in range(5)]
+    assert [r.status_code for r in answers] == [404, 403, 200, 404, 200]
+    # The 403 is IAM's usual denial, with the ErrorInfo the official client parses.
+    denied = exceptions.from_http_response(answers[1])
+    assert isinstance(denied, exceptions.Forbidden)
+    assert (denied.reason, denied.domain) == ("IAM_PERMISSION_DENIED", "iam.googleapis.com")
+    assert denied.metadata["permission"] == "iam.serviceAccounts.get"
+
+
+def test_visibility_switch_refuses_other_statuses(gcp):
+    resp = requests.post(gcp.fake.base_url + "/_fake/config", timeout=10,
+                         json={"iam_new_sa_visibility": "404,500"})
+    assert resp.status_code == 400
+    assert gcp.fake.state.config.iam_new_sa_visibility == ""  # the bad value was not kept
+
+
+def test_patch_display_name_and_description(gcp, operator):
+    sa = _create_sa(gcp, operator)
+    url = _sa_url(gcp, gcp.build_project, sa["email"])
+    patched = operator.patch(url, json={
+        "serviceAccount": {"displayName": "Renamed", "description": "new words"},
+        "updateMask": "displayName,description"})
+    assert patched.status_code == 200, patched.text
+    # Only the masked fields are guaranteed in the answer, as IAM documents.
+    assert patched.json()["displayName"] == "Renamed" and "uniqueId" not in patched.json()
+    got = operator.get(url).json()
+    assert (got["displayName"], got["description"], got["etag"]) == ("Renamed", "new words", sa["etag"])
+    # Fields outside the mask stay as they were.
+    operator.patch(url, json={"serviceAccount": {"displayName": "Again", "description": "ignored"},
+                              "updateMask": "displayName"})
+    assert operator.get(url).json()["description"] == "new words"
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"serviceAccount": {"displayName": "x"}}, 400),  # the mask is required
+    ({"serviceAccount": {"email": "x@y.z"}, "updateMask": "email"}, 400),
+    ({"serviceAccount": {"displayName": "x", "etag": "c3RhbGU="}, "updateMask": "displayName"}, 409),
+])
+def test_patch_refuses_what_iam_refuses(gcp, operator, body, status):
+    sa = _create_sa(gcp, operator)
+    resp = operator.patch(_sa_url(gcp, gcp.build_project, sa["email"]), json=body)
+    assert resp.status_code == status, resp.text
+    assert operator.get(_sa_url(gcp, "-", sa["email"])).json()["displayName"] == sa["displayName"]
+
+
+def test_patch_needs_permission(gcp, operator):
+    sa = _create_sa(gcp, operator)
+    resp = gcp.session(CRIER).patch(_sa_url(gcp, gcp.build_project, sa["email"]), json={
+        "serviceAccount": {"displayName": "x"}, "updateMask": "displayName"})
+    assert resp.status_code == 403
+    err = resp.json()["error"]
+    assert err["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert err["details"][0]["reason"] == "IAM_PERMISSION_DENIED"
 
 
 # ---------------------------------------------------------------- service-account IAM
@@ -189,6 +249,66 @@ def test_deleting_an_account_renames_its_bindings(gcp, operator):
     operator.delete(_sa_url(gcp, gcp.build_project, victim["email"]))
     policy = operator.post(_sa_url(gcp, gcp.build_project, holder, ":getIamPolicy")).json()
     assert policy["bindings"][0]["members"] == [f"deleted:{member}?uid={victim['uniqueId']}"]
+
+
+CONDITION = {"title": "until-2030", "expression": 'request.time < timestamp("2030-01-01T00:00:00Z")'}
+
+
+def test_policy_read_below_version_3_hides_conditions(gcp, operator):
+    email = _create_sa(gcp, operator)["email"]
+    get_url = _sa_url(gcp, gcp.build_project, email, ":getIamPolicy")
+    plain = {"role": "roles/iam.serviceAccountUser", "members": [f"serviceAccount:{DECK}"]}
+    conditional = {"role": "roles/iam.serviceAccountTokenCreator",
+                   "members": [f"serviceAccount:{CRIER}"], "condition": CONDITION}
+    written = operator.post(_sa_url(gcp, gcp.build_project, email, ":setIamPolicy"), json={
+        "policy": {"version": 3, "bindings": [plain, conditional]}})
+    assert written.status_code == 200, written.text
+    v3 = operator.post(get_url, params={"options.requestedPolicyVersion": 3}).json()
+    assert v3["version"] == 3 and conditional in v3["bindings"] and plain in v3["bindings"]
+    for params in ({}, {"options.requestedPolicyVersion": 1}):
+        v1 = operator.post(get_url, params=params).json()
+        assert v1["version"] == 1
+        assert plain in v1["bindings"]
+        hidden = [b for b in v1["bindings"] if b["role"] != plain["role"]]
+        assert len(hidden) == 1 and "condition" not in hidden[0]
+        assert hidden[0]["role"].startswith("roles/iam.serviceAccountTokenCreator_withcond_")
+    assert operator.post(get_url, params={"options.requestedPolicyVersion": 2}).status_code == 400
+
+
+def test_a_version_1_write_over_conditions_is_refused(gcp, operator):
+    email = _create_sa(gcp, operator)["email"]
+    set_url = _sa_url(gcp, gcp.build_project, email, ":setIamPolicy")
+    conditional = {"role": "roles/iam.serviceAccountTokenCreator",
+                   "members": [f"serviceAccount:{CRIER}"], "condition": CONDITION}
+    etag = operator.post(set_url, json={"policy": {"version": 3, "bindings": [conditional]}}).json()["etag"]
+    # What a client unaware of conditions does: read as version 1, write it back.
+    v1 = operator.post(_sa_url(gcp, gcp.build_project, email, ":getIamPolicy")).json()
+    assert v1["etag"] == etag
+    resp = operator.post(set_url, json={"policy": v1})
+    assert resp.status_code == 400, resp.text
+    v3 = operator.post(_sa_url(gcp, gcp.build_project, email, ":getIamPolicy"),
+                       params={"options.requestedPolicyVersion": 3}).json()
+    assert v3["bindings"] == [conditional]
+
+
+def test_project_policy_version_comes_in_the_body(gcp, operator):
+    url = gcp.url("cloudresourcemanager", f"/v1/projects/{gcp.prow_project}")
+    policy = operator.post(url + ":getIamPolicy", json={"options": {"requestedPolicyVersion": 3}}).json()
+    conditional = {"role": "roles/viewer", "members": [f"serviceAccount:{CRIER}"], "condition": CONDITION}
+    policy = dict(policy, version=3, bindings=policy["bindings"] + [conditional])
+    assert operator.post(url + ":setIamPolicy", json={"policy": policy}).status_code == 200
+    try:
+        v3 = operator.post(url + ":getIamPolicy", json={"options": {"requestedPolicyVersion": 3}}).json()
+        assert conditional in v3["bindings"]
+        v1 = operator.post(url + ":getIamPolicy", json={}).json()
+        assert v1["version"] == 1 and not any("condition" in b for b in v1["bindings"])
+        assert any(b["role"].startswith("roles/viewer_withcond_") for b in v1["bindings"])
+    finally:
+        v3 = operator.post(url + ":getIamPolicy", json={"options": {"requestedPolicyVersion": 3}}).json()
+        v3["bindings"] = [b for b in v3["bindings"] if "condition" not in b]
+        # Removing a binding from a policy with conditions is a version 3 write too.
+        assert operator.post(url + ":setIamPolicy", json={"policy": dict(v3, version=1)}).status_code == 400
+        assert operator.post(url + ":setIamPolicy", json={"policy": dict(v3, version=3)}).status_code == 200
 
 
 # ---------------------------------------------------------------- IAM Credentials

@@ -125,3 +125,123 @@ def test_checksum_mismatch_is_400(gcp, bucket):
     blob.crc32c = "AAAAAA=="  # the client sends the metadata it is given
     with pytest.raises(exceptions.BadRequest, match="CRC32C"):
         blob.upload_from_string("data", checksum=None)
+
+
+# ---------------------------------------------------------------- location, class, PATCH
+
+
+def test_location_and_storage_class_are_kept_as_gcs_reports_them(gcp):
+    client = gcp.storage()
+    regional = client.bucket(gcp.unique("regional"))
+    regional.storage_class = "NEARLINE"
+    created = client.create_bucket(regional, location="us-west1")
+    assert (created.location, created.location_type, created.storage_class) == (
+        "US-WEST1", "region", "NEARLINE")
+    got = client.get_bucket(created.name)
+    assert (got.location, got.storage_class) == ("US-WEST1", "NEARLINE")
+    default = client.create_bucket(gcp.unique("default"))
+    assert (default.location, default.location_type, default.storage_class) == (
+        "US", "multi-region", "STANDARD")
+
+
+def test_invalid_location_or_storage_class_is_400(gcp):
+    client = gcp.storage()
+    with pytest.raises(exceptions.BadRequest, match="location constraint is not valid"):
+        client.create_bucket(gcp.unique("nowhere"), location="moon-base1")
+    odd = client.bucket(gcp.unique("odd-class"))
+    odd.storage_class = "COLDEST"
+    with pytest.raises(exceptions.BadRequest, match="storage class"):
+        client.create_bucket(odd)
+
+
+def test_patch_changes_only_the_named_fields_and_bumps_the_metageneration(gcp):
+    client = gcp.storage()
+    b = client.bucket(gcp.unique("patched"))
+    b.labels = {"team": "a", "keep": "yes"}
+    b = client.create_bucket(b, location="EU")
+    assert b.metageneration == 1 and not b.iam_configuration.uniform_bucket_level_access_enabled
+    b.labels = {"team": "b", "keep": "yes"}
+    b.storage_class = "COLDLINE"
+    b.versioning_enabled = True
+    b.iam_configuration.uniform_bucket_level_access_enabled = True
+    b.patch(if_metageneration_match=1)
+    assert b.metageneration == 2 and b.etag == "CAI="
+    got = client.get_bucket(b.name)
+    assert got.labels == {"team": "b", "keep": "yes"}
+    assert (got.storage_class, got.versioning_enabled, got.location) == ("COLDLINE", True, "EU")
+    assert got.iam_configuration.uniform_bucket_level_access_enabled
+    # The client sends a removed label as null: GCS drops that key, keeps the others.
+    got.labels = {"keep": "yes"}
+    got.patch()
+    assert client.get_bucket(b.name).labels == {"keep": "yes"}
+    # A bucket write changes its IAM policy's etag too (both are the metageneration).
+    assert got.get_iam_policy().etag == got.etag == "CAM="
+
+
+def test_patch_with_a_stale_metageneration_is_412_and_changes_nothing(gcp):
+    client = gcp.storage()
+    b = client.create_bucket(gcp.unique("stale"))
+    mine = client.get_bucket(b.name)
+    theirs = client.get_bucket(b.name)
+    theirs.labels = {"owner": "them"}
+    theirs.patch(if_metageneration_match=theirs.metageneration)
+    mine.labels = {"owner": "me"}
+    with pytest.raises(exceptions.PreconditionFailed) as info:
+        mine.patch(if_metageneration_match=1)
+    assert info.value.errors[0]["reason"] == "conditionNotMet"
+    assert client.get_bucket(b.name).labels == {"owner": "them"}
+    with pytest.raises(exceptions.PreconditionFailed):
+        mine.patch(if_metageneration_not_match=2)
+
+
+def test_patch_cannot_move_a_bucket_nor_touch_one_without_permission(gcp, bucket):
+    url = gcp.url("storage", f"/storage/v1/b/{bucket.name}")
+    moved = gcp.session().patch(url, json={"location": "ASIA"})
+    assert moved.status_code == 400 and "location cannot be changed" in moved.text
+    as_crier = gcp.storage(CRIER).bucket(bucket.name)
+    as_crier.labels = {"x": "y"}
+    with pytest.raises(exceptions.Forbidden, match="storage.buckets.update"):
+        as_crier.patch()
+
+
+# ---------------------------------------------------------------- IAM conditions
+
+
+CONDITION = {"title": "until-2030", "expression": 'request.time < timestamp("2030-01-01T00:00:00Z")'}
+
+
+def _conditional_binding(bucket):
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.version = 3
+    policy.bindings.append({"role": "roles/storage.objectViewer",
+                            "members": {f"serviceAccount:{CRIER}"}, "condition": CONDITION})
+    return policy
+
+
+def test_conditions_only_on_uniform_access_buckets(gcp):
+    client = gcp.storage()
+    fine_grained = client.create_bucket(gcp.unique("acl"))  # uniform access off
+    with pytest.raises(exceptions.BadRequest, match="uniform bucket-level access"):
+        fine_grained.set_iam_policy(_conditional_binding(fine_grained))
+    uniform = client.bucket(gcp.unique("ubla"))
+    uniform.iam_configuration.uniform_bucket_level_access_enabled = True
+    uniform = client.create_bucket(uniform)
+    written = uniform.set_iam_policy(_conditional_binding(uniform))
+    assert written.version == 3
+    # ... and uniform access cannot be turned off while the policy has conditions.
+    uniform.iam_configuration.uniform_bucket_level_access_enabled = False
+    with pytest.raises(exceptions.BadRequest, match="conditions"):
+        uniform.patch()
+
+
+def test_conditional_policy_is_read_only_as_version_3(gcp):
+    client = gcp.storage()
+    b = client.bucket(gcp.unique("cond"))
+    b.iam_configuration.uniform_bucket_level_access_enabled = True
+    b = client.create_bucket(b)
+    b.set_iam_policy(_conditional_binding(b))
+    with pytest.raises(exceptions.BadRequest, match="optionsRequestedPolicyVersion=3"):
+        b.get_iam_policy()  # the client sends no version: 1
+    policy = b.get_iam_policy(requested_policy_version=3)
+    conditional = [x for x in policy.bindings if x.get("condition")]
+    assert policy.version == 3 and conditional[0]["condition"] == CONDITION

@@ -63,11 +63,15 @@ def test_conditional_and_unconditional_bindings_of_one_role_are_different_bindin
     assert after["version"] == 3, "a policy with conditions must be written as version 3"
 
 
-def test_version_3_only_when_a_condition_is_present():
+def test_version_3_when_a_condition_is_present_or_was_read():
     with_cond = iam.add_member(policy(), "roles/viewer", GSA, COND)[0]
     assert with_cond["version"] == 3 and with_cond["bindings"][0]["condition"] == COND
+    # Removing the last condition changes a conditional policy: Google wants version 3.
     without = iam.remove_member(with_cond, "roles/viewer", GSA, COND)[0]
-    assert without["version"] == 1 and without["bindings"] == []
+    assert without["version"] == 3 and without["bindings"] == []
+    plain = iam.add_member(policy(), "roles/viewer", GSA)[0]
+    assert plain["version"] == 1
+    assert iam.remove_member(plain, "roles/viewer", GSA)[0]["version"] == 1
 
 
 def test_remove_takes_only_that_member_and_drops_an_emptied_binding():
