@@ -1,6 +1,6 @@
 """The product, end to end: playbooks/onboard.yml, verify.yml and rotate.yml against a whole sandbox.
 
-One sandbox for the module (a Prow kube-apiserver with the real ESO/KES CRDs, and the GCP
+One sandbox for the module (a Prow kube-apiserver with the real ESO CRDs (pinned, from the Go module proxy), and the GCP
 fake, whose GKE API starts the build cluster's apiserver), driven exactly as a user does:
 ``ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml`` with the sandbox's env.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prow_sandbox import assets
 from prow_sandbox.kube import list_clusters, settled_audit_events
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CRDS = REPO.parent / "shared" / "crds"
 VARS = REPO / "examples" / "sandbox-vars.yml"
 # Reviews persist nothing, and a server-side dry run (how kubernetes.core plans an apply)
 # changes nothing: neither is a write.
@@ -36,7 +36,8 @@ def fixture_sandbox(tmp_path_factory):
     subprocess.run([*cli, "up"], check=True, capture_output=True, text=True)
     try:
         env = read_env(state / "env")
-        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side", "-f", str(CRDS)],
+        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side",
+                        *(f"--filename={crd}" for crd in assets.files("eso-crds"))],
                        check=True, capture_output=True, text=True)
         yield state, env
     finally:
