@@ -322,6 +322,7 @@ def set_in(path, value):
         ("missing build_clusters", set_in(["build_clusters"], KeyError), "build_clusters"),
         ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "aliases must be unique lowercase DNS labels"),
         ("72h token on GKE", set_in(["build_clusters", 0, "token_duration"], "72h"), "on GKE a token lives at most 48h"),
+        ("retired KES delivery", set_in(["prow", "delivery"], "kes"), "prow.delivery kes is retired"),
         ("bucket that does not exist",
          lambda doc: doc["prow"].update(bucket="no-such-bucket-4242", create_bucket=False), "no-such-bucket-4242"),
         ("unreachable cluster",
