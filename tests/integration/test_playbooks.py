@@ -7,6 +7,7 @@ fake, whose GKE API starts the build cluster's apiserver), driven exactly as a u
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -288,6 +289,22 @@ def test_the_plan_checks_each_cluster_with_its_own_settings(onboarded, tmp_path)
     assert external_secret_keys(env) == ["build-sandbox"]
     again = playbook(env, "onboard.yml", "-e", f"@{VARS}")
     assert "to do: nothing" in again.stdout and recap(again)["changed"] == 0, again.stdout[-3000:]
+
+
+def test_direct_delivery_writes_one_secret_with_a_key_per_cluster(onboarded, tmp_path):
+    state, env, _first = onboarded
+    direct = bad_vars(tmp_path, set_in(["prow", "delivery"], "direct"))
+    run = playbook(env, "onboard.yml", "-e", f"@{direct}")
+    assert run.returncode == 0, run.stdout[-4000:]
+    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "secret", "-n", "default",
+                          "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
+    data = json.loads(got.stdout)["data"]
+    assert sorted(data) == ["build-sandbox"]
+    member = yaml.safe_load(base64.b64decode(data["build-sandbox"]))
+    assert [c["name"] for c in member["contexts"]] == ["build-sandbox"]
+    since = datetime.now(timezone.utc)
+    again = playbook(env, "onboard.yml", "-e", f"@{direct}")
+    assert recap(again)["changed"] == 0 and kube_writes(state, since) == [], again.stdout[-3000:]
 
 
 def external_secret_keys(env):
