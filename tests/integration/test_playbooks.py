@@ -184,7 +184,7 @@ def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
     since = datetime.now(timezone.utc)
     kept = playbook(env, "rotate.yml", "-e", f"@{VARS}")
     assert kept.returncode == 0 and recap(kept)["changed"] == 0, kept.stdout[-3000:]
-    assert "kept: build-sandbox, composite kubeconfig; to do: nothing" in kept.stdout
+    assert "kept: build-sandbox, prow instance; to do: nothing" in kept.stdout
     assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
 
     before = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
