@@ -13,7 +13,6 @@ BIN=$PWD/.venv/bin
 export SANDBOX_DIR=${SANDBOX_DIR:-$PWD/.sandbox}
 export ANSIBLE_CONFIG=$PWD/ansible.cfg
 export PATH=$BIN:$PATH
-CRDS=$PWD/../shared/crds
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -21,12 +20,11 @@ step "Starting the sandbox in $SANDBOX_DIR"
 prow-sandbox up
 # shellcheck disable=SC1091
 source "$SANDBOX_DIR/env"
-if [ -d "$CRDS" ]; then
-  kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side -f "$CRDS" >/dev/null
-else
-  echo "demo: $CRDS not found; the External Secrets CRDs are needed in the Prow cluster" >&2
-  exit 1
-fi
+# The External Secrets CRDs, pinned, from the Go module proxy (make setup fetched them).
+crds=$(prow-sandbox assets eso-crds)
+crd_args=()
+while read -r crd; do crd_args+=(--filename "$crd"); done <<<"$crds"
+kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side "${crd_args[@]}" >/dev/null
 
 step "First onboarding run"
 ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
@@ -45,8 +43,10 @@ step "Done"
 cat <<MSG
 Outputs:
   $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
-  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits (decoration entry, mounts,
-                                                ExternalSecret, rotation periodic and CronJob)
+  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits for the cluster (decoration
+                                                entry, rotation periodic and CronJob)
+  $SANDBOX_DIR/out/prow/                        the kustomize Component for Prow's deployments (made once
+                                                for every cluster) and the ExternalSecret of every cluster
   $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
   $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
 Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
