@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="state directory (default: $SANDBOX_DIR or <repo>/.sandbox)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build the kube-sandbox launcher if needed; print its path")
+    sub.add_parser("build", help="build the kube-sandbox launcher and Prow if needed; print their paths")
     sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
     sub.add_parser("down", help="stop everything in the state directory")
     sub.add_parser("status", help="show what runs")
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             print(build.ensure_binary())
+            print(build.ensure_prow_binaries())
             return 0
         if args.command == "up":
             return cmd_up(state)
