@@ -4,7 +4,10 @@
 #      GCP project; the build cluster is created through the fake GKE API
 #   2. ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
 #   3. the same again: it must report changed=0
-#   4. playbooks/verify.yml, then where the outputs are
+#   4. playbooks/verify.yml
+#   5. real Prow (prow-controller-manager with plank, started with the sandbox) loads the
+#      cluster from the delivered Secret and schedules a decorated ProwJob into it
+#   then where the outputs are
 # The sandbox keeps running afterwards, for a look around; `make sandbox-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,9 @@ else
   exit 1
 fi
 
+step "Starting Prow (prow-controller-manager with plank) against the Prow cluster"
+prow-sandbox prow up
+
 step "First onboarding run"
 ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
 
@@ -41,6 +47,27 @@ fi
 step "Verifying: Prow's credential and the jobs' Workload Identity chain"
 ansible-playbook playbooks/verify.yml -e @examples/sandbox-vars.yml
 
+step "Prow schedules a decorated ProwJob into the onboarded cluster"
+# The contract's ExternalSecret (one entry per cluster) until onboarding generates it.
+if ! kubectl --kubeconfig "$PROW_KUBECONFIG" -n default get externalsecrets.external-secrets.io prow-build-clusters >/dev/null 2>&1; then
+  kubectl --kubeconfig "$PROW_KUBECONFIG" apply -f - >/dev/null <<'ES'
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: prow-build-clusters, namespace: default}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {kind: ClusterSecretStore, name: prow-gsm}
+  target: {name: prow-build-clusters}
+  data:
+    - secretKey: build-sandbox
+      remoteRef: {key: prow_build_cluster_kubeconfig_build-sandbox, version: latest}
+ES
+fi
+prow-sandbox prow wait build-sandbox
+prow-sandbox prow job build-sandbox --wait
+printf 'build cluster status file (gs://prow-sandbox-results/build-cluster-status.json, plank writes it each minute): '
+prow-sandbox prow cluster-status --wait build-sandbox
+
 step "Done"
 cat <<MSG
 Outputs:
@@ -49,6 +76,7 @@ Outputs:
                                                 ExternalSecret, rotation periodic and CronJob)
   $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
   $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
+  $SANDBOX_DIR/prow/                            Prow's log, pod status, its mounted volumes
 Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
 Stop the sandbox with: make sandbox-down
 MSG

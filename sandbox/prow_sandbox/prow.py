@@ -56,7 +56,7 @@ from typing import Any
 
 import yaml
 
-from . import build, kube
+from . import build, gcs_proxy, kube
 
 log = logging.getLogger("prow_sandbox.prow")
 
@@ -70,6 +70,11 @@ TICK = 1.0
 ESO_INTERVAL = 2.0  # stands in for refreshInterval (1h in production): the tests wait on it
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 1.0, 30.0, 60.0  # the kubelet's: 10 s, 5 min, 10 min
 START_TIMEOUT = 60.0
+# plank writes it every minute. A local path would be the obvious choice, but at this pin
+# plank rebuilds the location through providers.StoragePath, which drops a file:// scheme
+# (it becomes gs:///...): GCS is the one backend that works, as in production.
+STATUS_BUCKET, STATUS_OBJECT = "prow-sandbox-results", "build-cluster-status.json"
+STATUS_FILE = f"gs://{STATUS_BUCKET}/{STATUS_OBJECT}"
 STOP_GRACE = 15.0
 # A placeholder registry: no image is ever pulled (there is no kubelet), plank only writes
 # these names into the pod spec.
@@ -537,8 +542,9 @@ def _free_port() -> int:
 class Kubelet:
     """Runs the one container of Prow's pod: volumes, in-cluster credentials, restarts."""
 
-    def __init__(self, state: Path, prow: ProwCluster, pod: dict):
+    def __init__(self, state: Path, prow: ProwCluster, pod: dict, extra_env: dict[str, str] | None = None):
         self.state, self.prow, self.pod = state, prow, pod
+        self.extra_env = extra_env or {}
         self.dir = prow_state(state)
         self.pod_dir = self.dir / "pod"
         self.mounts = _local_mounts(pod, self.pod_dir)
@@ -596,7 +602,7 @@ class Kubelet:
     def env(self) -> dict[str, str]:
         port = self.prow.cluster.server.rsplit(":", 1)[1]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.pod_dir),
-               "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port}
+               "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port, **self.extra_env}
         for var in self.pod["containers"][0].get("env", []):
             env[var["name"]] = _localise(var.get("value", ""), self.mounts)
         return env
@@ -666,7 +672,16 @@ class Supervisor:
                 raise
             self.prow.core.create_namespaced_secret(PROW_NAMESPACE, secret)
         self.pod = merge_pod(BASE_POD, BUILD_CLUSTERS_PATCH)
-        self.kubelet = Kubelet(state, self.prow, self.pod)
+        # Prow writes the status file with the Cloud Storage Go client: storage.googleapis.com
+        # is the GCP fake through a proxy, and the process has prow-controller-manager's GSA
+        # credentials (its Workload Identity in production).
+        endpoints = json.loads((state / "endpoints.json").read_text(encoding="utf-8"))
+        self.proxy = gcs_proxy.StorageProxy(endpoints["storage"], self.dir / "pod").start()
+        keys = sorted((state / "gcp" / "credentials").glob(f"{SERVICE_ACCOUNT}@*.json"))
+        env = {"HTTPS_PROXY": self.proxy.url, "SSL_CERT_FILE": str(self.proxy.ca_file)}
+        if keys:
+            env["GOOGLE_APPLICATION_CREDENTIALS"] = str(keys[0])
+        self.kubelet = Kubelet(state, self.prow, self.pod, env)
         self.kubelet.write_service_account(token)
         self.eso = SecretSyncer(state, self.prow)
         self.last_eso = 0.0
@@ -711,6 +726,7 @@ class Supervisor:
         finally:
             self.kubelet.stop()
             self.kubelet.write_status("stopped")
+            self.proxy.stop()
 
 
 # ---------------------------------------------------------------- daemon API
@@ -769,7 +785,7 @@ def start(state_dir: Path | None = None, *, out_dir: Path | None = None, status_
     pdir.mkdir(parents=True, exist_ok=True)
     (pdir / "pod.json").unlink(missing_ok=True)
     out = out_dir or state / "out"
-    status = status_file or f"file://{pdir / 'build-cluster-status.json'}"
+    status = status_file or STATUS_FILE
     with open(pdir / "supervisor.log", "ab") as logf:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", "prow_sandbox.prow", "--state-dir", str(state), "--out-dir", str(out),
@@ -799,10 +815,11 @@ def stop(state_dir: Path | None = None) -> bool:
     return True
 
 
-def create_prowjob(state_dir: Path | None, cluster: str) -> str:
-    """Make the ProwJob of the sandbox's periodic for ``cluster`` from Prow's accepted config
-    with Prow's mkpj (decoration defaults resolved as Prow resolves them), create it in the
-    Prow cluster and return its name."""
+def create_prowjob(state_dir: Path | None, job_cluster: str, *, cluster: str | None = None) -> str:
+    """Make the ProwJob of the sandbox's periodic for ``job_cluster`` from Prow's accepted
+    config with Prow's mkpj (decoration defaults resolved as Prow resolves them), create it in
+    the Prow cluster and return its name. ``cluster`` overrides ``spec.cluster`` afterwards (a
+    job for a cluster Prow does not know)."""
     state = kube._state(state_dir)  # pylint: disable=protected-access
     prow = ProwCluster(state)
     config = prow.read_configmap(PROW_NAMESPACE, "config")
@@ -811,12 +828,81 @@ def create_prowjob(state_dir: Path | None, cluster: str) -> str:
         Path(tmp, "config.yaml").write_bytes(config["config.yaml"])
         Path(tmp, "jobs.yaml").write_bytes(jobs["jobs.yaml"])
         made = subprocess.run([str(build.ensure_prow_binaries() / "mkpj"), f"--config-path={tmp}/config.yaml",
-                               f"--job-config-path={tmp}/jobs.yaml", f"--job={job_name(cluster)}"],
+                               f"--job-config-path={tmp}/jobs.yaml", f"--job={job_name(job_cluster)}"],
                               capture_output=True, text=True, check=True)
     job = yaml.safe_load(made.stdout)
     job["metadata"]["name"] = str(uuid.uuid4())
+    if cluster is not None:
+        job["spec"]["cluster"] = cluster
     created = prow.custom.create_namespaced_custom_object("prow.k8s.io", "v1", PROW_NAMESPACE, "prowjobs", job)
     return created["metadata"]["name"]
+
+
+def loaded_clusters(state_dir: Path | None = None) -> list[str]:
+    """The contexts Prow's current run parsed from its kubeconfigs (its own log lines)."""
+    path = prow_state(state_dir) / "controller-manager.log"
+    if not path.exists():
+        return []
+    last_run = path.read_text(encoding="utf-8", errors="replace").rsplit("--- start", 1)[-1]
+    marker = "Parsed kubeconfig context: "
+    return sorted({line.split(marker, 1)[1].split('"', 1)[0] for line in last_run.splitlines() if marker in line})
+
+
+def wait_loaded(state_dir: Path | None, alias: str, *, present: bool = True, timeout: float = 120.0) -> dict:
+    """Wait until Prow runs (ready) with ``alias`` among its clusters (or, ``present=False``,
+    without it); return the pod status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = pod_status(state_dir)
+        if ready(status) and (alias in loaded_clusters(state_dir)) == present:
+            return status
+        time.sleep(0.5)
+    raise RuntimeError(f"Prow did not {'load' if present else 'drop'} {alias} within {timeout:.0f} s: "
+                       f"{loaded_clusters(state_dir)} {pod_status(state_dir)}")
+
+
+def job_pod(state_dir: Path | None, name: str, timeout: float = 60.0) -> tuple[dict, dict | None]:
+    """Wait for plank's verdict on ProwJob ``name``: (ProwJob, its pod) once it is pending with a
+    pod, or (ProwJob, None) once it is in error. The pod is read with the kubeconfig Prow
+    itself loaded for the job's cluster (the Prow cluster's for ``default``)."""
+    state = kube._state(state_dir)  # pylint: disable=protected-access
+    deadline = time.monotonic() + timeout
+    while True:
+        job = get_prowjob(state, name)
+        status = job.get("status") or {}
+        if status.get("state") == "error":
+            return job, None
+        if status.get("pod_name"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ProwJob {name}: no verdict after {timeout:.0f} s: {status}")
+        time.sleep(0.5)
+    from kubernetes import client, config  # pylint: disable=import-outside-toplevel
+
+    alias = job["spec"].get("cluster") or "default"
+    volumes = prow_state(state) / "pod" / "volumes"
+    kubeconfig = volumes / ("kubeconfig/config" if alias == "default" else f"prow-build-clusters/{alias}")
+    api = config.new_client_from_config(str(kubeconfig), context=alias)
+    pod = client.CoreV1Api(api).read_namespaced_pod(status["pod_name"], job["spec"]["namespace"])
+    return job, api.sanitize_for_serialization(pod)
+
+
+def cluster_status(state_dir: Path | None = None) -> dict | None:
+    """plank's build-cluster status file (alias -> Reachable, No-Manager, ...) as stored in the
+    GCP fake's bucket, read as the sandbox operator; None while plank has not written it."""
+    from google.auth.transport.requests import AuthorizedSession  # pylint: disable=import-outside-toplevel
+    from google.oauth2 import service_account  # pylint: disable=import-outside-toplevel
+
+    state = kube._state(state_dir)  # pylint: disable=protected-access
+    endpoints = json.loads((state / "endpoints.json").read_text(encoding="utf-8"))
+    creds = service_account.Credentials.from_service_account_file(
+        str(state / "gcp" / "operator-credentials.json"), scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    answer = AuthorizedSession(creds).get(
+        f"{endpoints['storage']}/storage/v1/b/{STATUS_BUCKET}/o/{STATUS_OBJECT}", params={"alt": "media"}, timeout=30)
+    if answer.status_code == 404:
+        return None
+    answer.raise_for_status()
+    return answer.json()
 
 
 def get_prowjob(state_dir: Path | None, name: str) -> dict:
@@ -831,6 +917,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-file", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # google-auth's regional-access-boundary lookup cannot reach Google offline; it only warns.
+    for noisy in ("urllib3", "google.auth"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     Supervisor(args.state_dir.resolve(), args.out_dir.resolve(), args.status_file).run()
     return 0
 
