@@ -69,7 +69,7 @@ CRD_PATH = "config/prow/cluster/prowjob-crd/prowjob_customresourcedefinition.yam
 TICK = 1.0
 ESO_INTERVAL = 2.0  # stands in for refreshInterval (1h in production): the tests wait on it
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 1.0, 30.0, 60.0  # the kubelet's: 10 s, 5 min, 10 min
-START_TIMEOUT = 60.0
+START_TIMEOUT = 240.0  # install (a 3.9 MB CRD) and the first start, on a loaded machine
 # plank writes it every minute. A local path would be the obvious choice, but at this pin
 # plank rebuilds the location through providers.StoragePath, which drops a file:// scheme
 # (it becomes gs:///...): GCS is the one backend that works, as in production.
@@ -659,7 +659,9 @@ class Supervisor:
     def __init__(self, state: Path, out_dir: Path, status_file: str):
         self.state, self.out_dir, self.status_file = state, out_dir, status_file
         self.dir = prow_state(state)
+        started = time.monotonic()
         self.prow = install(state)
+        log.info("installed the ProwJob CRD, Prow's service account and RBAC in %.1f s", time.monotonic() - started)
         token = service_account_token(self.prow)
         # The default cluster's kubeconfig Secret (Prow's --kubeconfig), rewritten on every
         # supervisor start: its token is this start's.
