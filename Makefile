@@ -1,6 +1,7 @@
 # prow.build_cluster: developer entry points. See README.md and docs/.
 #
-#   make setup          .venv with everything pinned, the collection linked for FQCNs, the sandbox binary
+#   make setup          .venv with everything pinned, the collection linked for FQCNs, the sandbox binary,
+#                       the pinned external files (CRDs, Prow manifests) from the Go module proxy
 #   make test           lint -> sanity -> units -> integration -> molecule (what CI runs)
 #   make demo           onboarding against the local sandbox
 #   make sandbox        start the local sandbox (docs/sandbox.md); make sandbox-down stops it
@@ -38,6 +39,7 @@ setup: $(STAMP)
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
 	go version >/dev/null || { echo "setup: the sandbox needs a Go toolchain (go 1.25+) on PATH" >&2; exit 1; }
 	$(BIN)/prow-sandbox build
+	$(BIN)/prow-sandbox assets
 
 # ---------------------------------------------------------------- checks
 test: lint sanity units integration molecule

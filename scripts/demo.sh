@@ -16,7 +16,6 @@ BIN=$PWD/.venv/bin
 export SANDBOX_DIR=${SANDBOX_DIR:-$PWD/.sandbox}
 export ANSIBLE_CONFIG=$PWD/ansible.cfg
 export PATH=$BIN:$PATH
-CRDS=$PWD/../shared/crds
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -24,12 +23,11 @@ step "Starting the sandbox in $SANDBOX_DIR"
 prow-sandbox up
 # shellcheck disable=SC1091
 source "$SANDBOX_DIR/env"
-if [ -d "$CRDS" ]; then
-  kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side -f "$CRDS" >/dev/null
-else
-  echo "demo: $CRDS not found; the External Secrets CRDs are needed in the Prow cluster" >&2
-  exit 1
-fi
+# The External Secrets CRDs, pinned, from the Go module proxy (make setup fetched them).
+crds=$(prow-sandbox assets eso-crds)
+crd_args=()
+while read -r crd; do crd_args+=(--filename "$crd"); done <<<"$crds"
+kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side "${crd_args[@]}" >/dev/null
 
 step "Starting Prow (prow-controller-manager with plank) against the Prow cluster"
 prow-sandbox prow up
@@ -48,21 +46,6 @@ step "Verifying: Prow's credential and the jobs' Workload Identity chain"
 ansible-playbook playbooks/verify.yml -e @examples/sandbox-vars.yml
 
 step "Prow schedules a decorated ProwJob into the onboarded cluster"
-# The contract's ExternalSecret (one entry per cluster) until onboarding generates it.
-if ! kubectl --kubeconfig "$PROW_KUBECONFIG" -n default get externalsecrets.external-secrets.io prow-build-clusters >/dev/null 2>&1; then
-  kubectl --kubeconfig "$PROW_KUBECONFIG" apply -f - >/dev/null <<'ES'
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: prow-build-clusters, namespace: default}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {kind: ClusterSecretStore, name: prow-gsm}
-  target: {name: prow-build-clusters}
-  data:
-    - secretKey: build-sandbox
-      remoteRef: {key: prow_build_cluster_kubeconfig_build-sandbox, version: latest}
-ES
-fi
 prow-sandbox prow wait build-sandbox
 prow-sandbox prow job build-sandbox --wait
 printf 'build cluster status file (gs://prow-sandbox-results/build-cluster-status.json, plank writes it each minute): '

@@ -50,10 +50,9 @@ from pathlib import Path
 
 import yaml
 
-from . import build, kube
+from . import assets, build, kube
 
 REPO = kube.REPO_ROOT
-CRDS = REPO.parent / "shared" / "crds"
 EXAMPLE_VARS = REPO / "examples" / "sandbox-vars.yml"
 DEFAULT_OUTPUT = REPO / "docs" / "bench.md"
 FLOOR_REPEATS = 3
@@ -112,7 +111,7 @@ def _start_sandbox(state: Path) -> dict:
     endpoints = state / "endpoints.json"
     endpoints.write_text(json.dumps(gcp["endpoints"], indent=2) + "\n", encoding="utf-8")
     subprocess.run([_venv_bin("kubectl"), "--kubeconfig", str(prow.kubeconfig), "apply", "--server-side",
-                    "-f", str(CRDS)], check=True, stdout=subprocess.DEVNULL)
+                    *(f"--filename={crd}" for crd in assets.files("eso-crds"))], check=True, stdout=subprocess.DEVNULL)
     return {
         "SANDBOX_DIR": str(state),
         "PROW_KUBECONFIG": str(prow.kubeconfig),

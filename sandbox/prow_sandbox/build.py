@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -133,15 +132,6 @@ def prow_dir() -> Path:
 
 def _go_env() -> dict[str, str]:
     return dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
-
-
-def prow_module_dir() -> Path:
-    """The sigs.k8s.io/prow module in the Go module cache (downloaded at setup, never at run
-    time: GOPROXY=off and GOFLAGS=-mod=mod make a missing module an error, not a download)."""
-    out = subprocess.run(["go", "list", "-m", "-json", PROW_MODULE], cwd=PROW_DIR, check=True,
-                         capture_output=True, text=True,
-                         env=dict(_go_env(), GOPROXY="off", GOFLAGS="-mod=mod")).stdout
-    return Path(json.loads(out)["Dir"])
 
 
 def ensure_prow_binaries() -> Path:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
-from . import bench, bench_onboard, build, kube, prow
+from . import assets, bench, bench_onboard, build, kube, prow
 
 SANDBOX_CLUSTERS = ("prow", "build")
 
@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="state directory (default: $SANDBOX_DIR or <repo>/.sandbox)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the kube-sandbox launcher and Prow if needed; print their paths")
+    assets_parser = sub.add_parser(
+        "assets", help="fetch the pinned external files (CRDs, Prow manifests) if needed; print their paths")
+    assets_parser.add_argument("names", nargs="*", metavar="ASSET",
+                               help=f"assets to print (default: fetch all); one of {', '.join(sorted(assets.ASSETS))}")
     sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
     sub.add_parser("down", help="stop everything in the state directory")
     sub.add_parser("status", help="show what runs")
@@ -231,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
             print(build.ensure_binary())
             print(build.ensure_prow_binaries())
             return 0
+        if args.command == "assets":
+            if args.names:
+                for name in args.names:
+                    print("\n".join(str(p) for p in assets.files(name)))
+            else:
+                for name, paths in assets.fetch_all().items():
+                    print(f"{name}: {len(paths)} file(s) in {paths[0].parent}")
+            return 0
         if args.command == "up":
             return cmd_up(state)
         if args.command == "down":
@@ -253,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                                       None if args.no_write else args.output, args.keep,
                                       dict(kv.split("=", 1) for kv in args.ansible_env))
         return bench.main(args.clusters)
-    except (kube.ClusterStartError, RuntimeError) as exc:
+    except (kube.ClusterStartError, assets.AssetError, RuntimeError) as exc:
         print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:

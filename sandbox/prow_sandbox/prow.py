@@ -24,11 +24,11 @@ for, each part small (docs/sandbox.md, "Prow"):
   ``<out>/<alias>/decoration-config.yaml`` the prow_config role wrote; a candidate is accepted
   into the ``config`` ConfigMap only when Prow's ``checkconfig`` passes it (a presubmit's job).
 
-The container is configured like Prow's deployment plus the change the collection generates
-(:data:`BUILD_CLUSTERS_PATCH`, the contract of docs/architecture.md): the Secret
-``prow-build-clusters`` mounted at ``/etc/prow-build-clusters`` and
-``--kubeconfig-dir=/etc/prow-build-clusters``, keeping ``--kubeconfig`` for the default cluster.
-Mount paths are mapped to directories under ``<state>/prow/pod/``.
+The container is Prow's own prow-controller-manager Deployment (the ``prow-deployments``
+asset) with the kustomize Component onboarding writes to ``<out>/prow/`` (the contract of
+docs/prow-integration.md: the Secret ``prow-build-clusters`` mounted at
+``/etc/prow-build-clusters``, ``--kubeconfig-dir`` and ``--kubeconfig``), rolled out again when
+that Component changes. Mount paths are mapped to directories under ``<state>/prow/pod/``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from typing import Any
 
 import yaml
 
-from . import build, gcs_proxy, kube
+from . import assets, build, gcs_proxy, kube
 
 log = logging.getLogger("prow_sandbox.prow")
 
@@ -65,7 +65,6 @@ PROW_NAMESPACE = "default"  # examples/sandbox-vars.yml prow.namespace: ProwJobs
 POD_NAMESPACE = "test-pods"
 SERVICE_ACCOUNT = "prow-controller-manager"
 CONTAINER = "prow-controller-manager"
-CRD_PATH = "config/prow/cluster/prowjob-crd/prowjob_customresourcedefinition.yaml"
 TICK = 1.0
 ESO_INTERVAL = 2.0  # stands in for refreshInterval (1h in production): the tests wait on it
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 1.0, 30.0, 60.0  # the kubelet's: 10 s, 5 min, 10 min
@@ -88,43 +87,6 @@ BASE_DECORATION = {
     "gcs_credentials_secret": "gcs-credentials",
 }
 
-# Prow's own prow-controller-manager Deployment (config/prow/cluster in test-infra), reduced
-# to what plank needs.
-BASE_POD: dict[str, Any] = {
-    "serviceAccountName": SERVICE_ACCOUNT,
-    "containers": [{
-        "name": CONTAINER,
-        "args": [
-            "--config-path=/etc/config/config.yaml",
-            "--dry-run=false",
-            "--enable-controller=plank",
-            "--job-config-path=/etc/job-config",
-            "--kubeconfig=/etc/kubeconfig/config",
-        ],
-        "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/config", "readOnly": True},
-            {"name": "job-config", "mountPath": "/etc/job-config", "readOnly": True},
-            {"name": "kubeconfig", "mountPath": "/etc/kubeconfig", "readOnly": True},
-        ],
-    }],
-    "volumes": [
-        {"name": "config", "configMap": {"name": "config"}},
-        {"name": "job-config", "configMap": {"name": "job-config"}},
-        {"name": "kubeconfig", "secret": {"secretName": "kubeconfig", "defaultMode": 420}},
-    ],
-}
-# The deployment change the collection generates for every Prow component (the contract
-# between roles/prow_config and Prow, docs/architecture.md).
-BUILD_CLUSTERS_PATCH: dict[str, Any] = {
-    "containers": [{
-        "name": CONTAINER,
-        "args": ["--kubeconfig-dir=/etc/prow-build-clusters"],
-        "volumeMounts": [{"name": "prow-build-clusters", "mountPath": "/etc/prow-build-clusters",
-                          "readOnly": True}],
-    }],
-    "volumes": [{"name": "prow-build-clusters",
-                 "secret": {"secretName": "prow-build-clusters", "optional": True, "defaultMode": 420}}],
-}
 RBAC_RULES = [
     {"apiGroups": ["prow.k8s.io"], "resources": ["prowjobs", "prowjobs/status"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
@@ -203,33 +165,33 @@ def atomic_write_volume(target: Path, payload: dict[str, bytes], mode: int = 0o6
 
 # ---------------------------------------------------------------- the pod spec
 
-def merge_pod(base: dict, patch: dict) -> dict:
-    """Strategic merge of a pod spec patch as kubectl does it for Deployments: containers,
-    volumes and volumeMounts merge by name, args are appended (the patch's args are the flags
-    the change adds)."""
-    pod = copy.deepcopy(base)
-    vols = {v["name"]: v for v in pod.setdefault("volumes", [])}
-    for vol in patch.get("volumes", []):
-        if vol["name"] in vols:
-            vols[vol["name"]].update(copy.deepcopy(vol))
-        else:
-            pod["volumes"].append(copy.deepcopy(vol))
-    containers = {c["name"]: c for c in pod["containers"]}
-    for change in patch.get("containers", []):
-        container = containers[change["name"]]
-        container.setdefault("args", []).extend(a for a in change.get("args", [])
-                                                if a not in container["args"])
-        mounts = {m["name"]: m for m in container.setdefault("volumeMounts", [])}
-        for mount in change.get("volumeMounts", []):
-            if mount["name"] in mounts:
-                mounts[mount["name"]].update(mount)
-            else:
-                container["volumeMounts"].append(dict(mount))
-        env = {e["name"]: e for e in container.setdefault("env", [])}
-        for var in change.get("env", []):
-            env.setdefault(var["name"], {}).update(var)
-        container["env"] = list(env.values()) if env else container["env"]
-    return pod
+def deployment(out_dir: Path) -> dict:
+    """Prow's prow-controller-manager Deployment as it is deployed: Prow's own manifests (the
+    ``prow-deployments`` asset) with the kustomize Component onboarding wrote to
+    ``<out>/prow/`` (when it has), built with ``kubectl kustomize`` as an operator builds it."""
+    sources = assets.files("prow-deployments")
+    component = out_dir / "prow"
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sources:
+            shutil.copy(src, Path(tmp, src.name))
+        kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                         "resources": [src.name for src in sources]}
+        if (component / "kustomization.yaml").exists():
+            kustomization["components"] = [os.path.relpath(component, tmp)]
+        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        built = subprocess.run([str(BIN / "kubectl"), "kustomize", "--load-restrictor=LoadRestrictionsNone", tmp],
+                               capture_output=True, text=True, check=True).stdout
+    for doc in yaml.safe_load_all(built):
+        if doc and doc.get("kind") == "Deployment" and doc["metadata"]["name"] == CONTAINER:
+            return doc
+    raise RuntimeError(f"no Deployment {CONTAINER} in Prow's manifests")
+
+
+def _component_digest(out_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((out_dir / "prow").glob("*.yaml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _local_mounts(pod: dict, pod_dir: Path) -> dict[str, Path]:
@@ -305,7 +267,7 @@ class ProwCluster:
 def install(state: Path) -> ProwCluster:
     """The ProwJob CRD (from the pinned module), the namespaces, Prow's service account and
     its RBAC, and the default cluster's kubeconfig Secret (the SA's token, context ``default``)."""
-    crd = build.prow_module_dir() / CRD_PATH
+    crd = assets.path("prowjob-crd")
     prow = ProwCluster(state)
     subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(prow.cluster.kubeconfig), "apply",
                     "--server-side", "--force-conflicts", "--field-manager=prow-sandbox", "-f", str(crd)],
@@ -662,7 +624,7 @@ class Supervisor:
         started = time.monotonic()
         self.prow = install(state)
         log.info("installed the ProwJob CRD, Prow's service account and RBAC in %.1f s", time.monotonic() - started)
-        token = service_account_token(self.prow)
+        token = self.token = service_account_token(self.prow)
         # The default cluster's kubeconfig Secret (Prow's --kubeconfig), rewritten on every
         # supervisor start: its token is this start's.
         secret = {"metadata": {"name": "kubeconfig", "namespace": PROW_NAMESPACE},
@@ -673,7 +635,8 @@ class Supervisor:
             if exc.status != 404:
                 raise
             self.prow.core.create_namespaced_secret(PROW_NAMESPACE, secret)
-        self.pod = merge_pod(BASE_POD, BUILD_CLUSTERS_PATCH)
+        self.component = _component_digest(out_dir)
+        self.pod = deployment(out_dir)["spec"]["template"]["spec"]
         # Prow writes the status file with the Cloud Storage Go client: storage.googleapis.com
         # is the GCP fake through a proxy, and the process has prow-controller-manager's GSA
         # credentials (its Workload Identity in production).
@@ -683,6 +646,7 @@ class Supervisor:
         env = {"HTTPS_PROXY": self.proxy.url, "SSL_CERT_FILE": str(self.proxy.ca_file)}
         if keys:
             env["GOOGLE_APPLICATION_CREDENTIALS"] = str(keys[0])
+        self.env = env
         self.kubelet = Kubelet(state, self.prow, self.pod, env)
         self.kubelet.write_service_account(token)
         self.eso = SecretSyncer(state, self.prow)
@@ -709,6 +673,25 @@ class Supervisor:
         self.accepted, self.refused = candidate, None
         log.info("config: accepted (%d generated decoration entries)", len(decoration_entries(self.out_dir)))
 
+    def sync_deployment(self) -> None:
+        """A changed Component is a changed Deployment: roll it out (stop the container, start
+        the new pod spec; the start counter carries on so callers can wait past it)."""
+        digest = _component_digest(self.out_dir)
+        if digest == self.component:
+            return
+        pod = deployment(self.out_dir)["spec"]["template"]["spec"]
+        self.component = digest
+        if pod == self.pod:
+            return
+        log.info("deployment changed (%s/prow); rolling out", self.out_dir)
+        old = self.kubelet
+        old.stop()
+        self.pod = pod
+        self.kubelet = Kubelet(self.state, self.prow, pod, self.env)
+        self.kubelet.ports, self.kubelet.restarts = old.ports, old.restarts
+        self.kubelet.started_at = old.started_at  # the next start counts as a restart
+        self.kubelet.write_service_account(self.token)
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
@@ -719,6 +702,7 @@ class Supervisor:
                         self.eso.sync()
                         self.last_eso = time.monotonic()
                     self.sync_config()
+                    self.sync_deployment()
                     if self.kubelet.proc is not None:
                         self.kubelet.sync_volumes()
                     self.kubelet.tick()

@@ -1,6 +1,6 @@
 """The product, end to end: playbooks/onboard.yml, verify.yml and rotate.yml against a whole sandbox.
 
-One sandbox for the module (a Prow kube-apiserver with the real ESO/KES CRDs, and the GCP
+One sandbox for the module (a Prow kube-apiserver with the real ESO CRDs (pinned, from the Go module proxy), and the GCP
 fake, whose GKE API starts the build cluster's apiserver), driven exactly as a user does:
 ``ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml`` with the sandbox's env.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prow_sandbox import assets
 from prow_sandbox.kube import list_clusters, settled_audit_events
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CRDS = REPO.parent / "shared" / "crds"
 VARS = REPO / "examples" / "sandbox-vars.yml"
 # Reviews persist nothing, and a server-side dry run (how kubernetes.core plans an apply)
 # changes nothing: neither is a write.
@@ -36,7 +36,8 @@ def fixture_sandbox(tmp_path_factory):
     subprocess.run([*cli, "up"], check=True, capture_output=True, text=True)
     try:
         env = read_env(state / "env")
-        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side", "-f", str(CRDS)],
+        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side",
+                        *(f"--filename={crd}" for crd in assets.files("eso-crds"))],
                        check=True, capture_output=True, text=True)
         yield state, env
     finally:
@@ -118,7 +119,7 @@ def test_second_run_changes_nothing_and_writes_nothing(onboarded, skip_in_sync):
     second = playbook(env, "onboard.yml", "-e", f"@{VARS}", "-e", f"onboard_skip_in_sync={skip_in_sync}")
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap(second)["changed"] == 0, second.stdout[-4000:]
-    assert ("in place: build-sandbox, composite kubeconfig; to do: nothing" in second.stdout) == (skip_in_sync == "true")
+    assert ("in place: build-sandbox, prow instance; to do: nothing" in second.stdout) == (skip_in_sync == "true")
     assert ("prow.build_cluster.credentials : Mint a token" in second.stdout) == (skip_in_sync == "false")
     assert gcp_writes(state, since) == []
     assert kube_writes(state, since) == []
@@ -145,9 +146,12 @@ def test_no_token_in_output_or_outputs_outside_0600_files(onboarded):
 def test_the_external_secret_is_accepted_by_the_real_eso_crd(onboarded):
     _state, env, _first = onboarded
     got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io",
-                          "-n", "default", "kubeconfig-build-sandbox", "-o", "json"], capture_output=True, text=True, check=True)
+                          "-n", "default", "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
     spec = json.loads(got.stdout)["spec"]
-    assert spec["data"][0]["remoteRef"]["key"] == "prow_build_cluster_kubeconfig_build-sandbox"
+    # One ExternalSecret for every build cluster: a key per cluster, named after its alias.
+    assert [(d["secretKey"], d["remoteRef"]["key"]) for d in spec["data"]] == [
+        ("build-sandbox", "prow_build_cluster_kubeconfig_build-sandbox")]
+    assert spec["target"]["name"] == "prow-build-clusters"
     assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "prow-gsm"}
 
 

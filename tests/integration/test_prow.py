@@ -23,7 +23,6 @@ from test_playbooks import BIN, VARS, fixture_sandbox, playbook  # noqa: F401  (
 ALIAS = "build-sandbox"
 JOB_KSA = "prowjob-default-sa"
 CONTRACT_SECRET = "prow-build-clusters"
-GSM_SECRET = f"prow_build_cluster_kubeconfig_{ALIAS}"
 
 
 def wait_for(what, probe, timeout=120.0, interval=1.0):
@@ -44,32 +43,6 @@ def kubectl_json(kubeconfig, *args, context=None):
         cmd += ["--context", context]
     done = subprocess.run([*cmd, *args, "-o", "json"], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
-
-
-def contract_external_secret(aliases):
-    """The ExternalSecret of the contract: one data entry per build cluster."""
-    return {
-        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-        "metadata": {"name": CONTRACT_SECRET, "namespace": prow.PROW_NAMESPACE},
-        "spec": {"refreshInterval": "1h",
-                 "secretStoreRef": {"kind": "ClusterSecretStore", "name": "prow-gsm"},
-                 "target": {"name": CONTRACT_SECRET},
-                 "data": [{"secretKey": a, "remoteRef": {"key": f"prow_build_cluster_kubeconfig_{a}", "version": "latest"}}
-                          for a in aliases]},
-    }
-
-
-def apply(env, doc):
-    subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "-f", "-"],
-                   input=yaml.safe_dump(doc), capture_output=True, text=True, check=True)
-
-
-def generated_external_secret(env):
-    """The contract's ExternalSecret if onboarding applied it, else None."""
-    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io",
-                          "-n", prow.PROW_NAMESPACE, CONTRACT_SECRET, "-o", "json", "--ignore-not-found"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(got) if got.strip() else None
 
 
 def mounted_clusters(state):
@@ -94,17 +67,16 @@ def fixture_onboarded(prow_sandbox):
     before = prow.pod_status(state)["restarts"]
     run = playbook(env, "onboard.yml", "-e", f"@{VARS}")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    # Until onboarding generates the contract's ExternalSecret, the test creates it as the
-    # contract says (one entry per cluster); afterwards onboarding's own is used as is.
-    created = generated_external_secret(env) is None
-    if created:
-        apply(env, contract_external_secret([ALIAS]))
+    # Onboarding delivered the one ExternalSecret of the contract, an entry per cluster.
+    external = kubectl_json(env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io", "-n",
+                            prow.PROW_NAMESPACE, CONTRACT_SECRET)
+    assert [e["secretKey"] for e in external["spec"]["data"]] == [ALIAS]
     wait_for("the build cluster in Prow's kubeconfig dir", lambda: ALIAS in mounted_clusters(state))
     # Prow exits on the kubeconfig change; the stand-in kubelet starts it again, and this
     # run parses the new context.
     prow.wait_ready(state, restarts_above=before, timeout=120)
     prow.wait_loaded(state, ALIAS)
-    return state, env, created
+    return state, env
 
 
 def landed_pod(state, env, name, context=ALIAS, kubeconfig=None):
@@ -121,7 +93,7 @@ def gcs_key_volumes(pod):
 
 
 def test_a_decorated_prowjob_lands_in_the_build_cluster(onboarded):
-    state, env, _created = onboarded
+    state, env = onboarded
     name = prow.create_prowjob(state, ALIAS)
     job, pod = landed_pod(state, env, name)
     assert job["spec"]["cluster"] == ALIAS and job["spec"]["decoration_config"]["gcs_credentials_secret"] == ""
@@ -135,7 +107,7 @@ def test_a_decorated_prowjob_lands_in_the_build_cluster(onboarded):
 def test_the_status_file_says_reachable_for_the_onboarded_cluster(onboarded):
     # plank writes it (once a minute) into the bucket; the alias is there only once Prow
     # loaded the cluster, which the fixture waited for.
-    state, _env, _created = onboarded
+    state, _env = onboarded
     statuses = wait_for(f"{ALIAS} in plank's status file",
                         lambda: (lambda st: st if st and ALIAS in st else None)(prow.cluster_status(state)),
                         timeout=180, interval=3)
@@ -146,7 +118,7 @@ def test_the_status_file_says_reachable_for_the_onboarded_cluster(onboarded):
 def test_without_the_generated_entry_a_job_gets_the_key_file_volume(onboarded):
     # The failing side of the test above: the default cluster has only the instance's base
     # decoration, so its pod mounts the GCS key-file Secret and runs as `default`.
-    state, env, _created = onboarded
+    state, env = onboarded
     name = prow.create_prowjob(state, "default")
     _job, pod = landed_pod(state, env, name, context=None, kubeconfig=env["PROW_KUBECONFIG"])
     assert pod["spec"]["serviceAccountName"] == "default"
@@ -154,7 +126,7 @@ def test_without_the_generated_entry_a_job_gets_the_key_file_volume(onboarded):
 
 
 def test_a_prowjob_for_a_cluster_prow_does_not_know_is_not_scheduled(onboarded):
-    state, _env, _created = onboarded
+    state, _env = onboarded
     name = prow.create_prowjob(state, ALIAS, cluster="not-onboarded")
     job = wait_for("plank's verdict", lambda: (lambda pj: pj if pj.get("status", {}).get("state") == "error" else None)(
         prow.get_prowjob(state, name)))
@@ -163,7 +135,7 @@ def test_a_prowjob_for_a_cluster_prow_does_not_know_is_not_scheduled(onboarded):
 
 
 def test_checkconfig_accepts_the_generated_config_and_refuses_a_broken_one(onboarded, tmp_path):
-    state, _env, _created = onboarded
+    state, _env = onboarded
     entries = prow.decoration_entries(state / "out")
     assert [e["cluster"] for e in entries] == [ALIAS]
     config, jobs = prow.render_config(entries, "gs://prow-sandbox-results/build-cluster-status.json")
@@ -181,7 +153,7 @@ def test_checkconfig_accepts_the_generated_config_and_refuses_a_broken_one(onboa
 
 
 def test_rotation_restarts_prow_and_the_next_job_still_lands(onboarded):
-    state, env, _created = onboarded
+    state, env = onboarded
     volume = prow.prow_state(state) / "pod" / "volumes" / CONTRACT_SECRET / ALIAS
     token_before = yaml.safe_load(volume.read_text())["users"][0]["user"]["token"]
     restarts = prow.pod_status(state)["restarts"]
@@ -200,12 +172,14 @@ def test_rotation_restarts_prow_and_the_next_job_still_lands(onboarded):
 
 
 def test_offboarding_removes_the_cluster_from_prow_without_a_crash_loop(onboarded):
-    state, env, created = onboarded
+    state, env = onboarded
     restarts = prow.pod_status(state)["restarts"]
     run = playbook(env, "offboard.yml", "-e", f"@{VARS}")
     assert run.returncode == 0, run.stdout[-4000:]
-    if created:  # what offboarding does to the contract's ExternalSecret
-        apply(env, contract_external_secret([]))
+    left = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "-n", prow.PROW_NAMESPACE,
+                           "externalsecrets.external-secrets.io", CONTRACT_SECRET, "--ignore-not-found", "-o", "json"],
+                          capture_output=True, text=True, check=True).stdout
+    assert ALIAS not in [e["secretKey"] for e in (json.loads(left)["spec"].get("data") or [] if left.strip() else [])]
     wait_for("the build cluster gone from Prow's kubeconfig dir", lambda: ALIAS not in mounted_clusters(state))
     prow.wait_ready(state, restarts_above=restarts, timeout=120)
     status = prow.wait_loaded(state, ALIAS, present=False)
