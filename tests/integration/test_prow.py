@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from prow_sandbox import prow
-from test_playbooks import BIN, VARS, fixture_sandbox, playbook  # noqa: F401  (the module's sandbox)
+from test_playbooks import BIN, VARS, fixture_sandbox, playbook  # noqa: F401  pylint: disable=unused-import  (the module fixture "sandbox")
 
 ALIAS = "build-sandbox"
 JOB_KSA = "prowjob-default-sa"
