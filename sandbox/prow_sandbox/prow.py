@@ -902,8 +902,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # google-auth's regional-access-boundary lookup cannot reach Google offline; it only warns.
-    for noisy in ("urllib3", "google.auth"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # (google-auth sets the levels of its own loggers, so filter at the handler.)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: record.levelno >= logging.ERROR
+                          or not record.name.startswith(("urllib3", "google.")))
     Supervisor(args.state_dir.resolve(), args.out_dir.resolve(), args.status_file).run()
     return 0
 
