@@ -753,9 +753,9 @@ def wait_ready(state_dir: Path | None = None, *, restarts_above: int = -1, timeo
         if status and status["restarts"] > restarts_above and ready(status):
             return status
         time.sleep(0.5)
-    tail = (prow_state(state_dir) / "supervisor.log")
-    raise RuntimeError(f"Prow not ready (supervisor {'running' if _pid(state) else 'gone'}): {pod_status(state_dir)}\n"
-                       + (tail.read_text(encoding="utf-8")[-3000:] if tail.exists() else ""))
+    logs = [prow_state(state_dir) / name for name in ("supervisor.log", "controller-manager.log")]
+    tails = "".join(f"\n--- {p.name}:\n{p.read_text(encoding='utf-8', errors='replace')[-2000:]}" for p in logs if p.exists())
+    raise RuntimeError(f"Prow not ready (supervisor {'running' if _pid(state) else 'gone'}): {pod_status(state_dir)}{tails}")
 
 
 def start(state_dir: Path | None = None, *, out_dir: Path | None = None, status_file: str | None = None) -> dict:
