@@ -45,21 +45,22 @@ fi
 step "Verifying: Prow's credential and the jobs' Workload Identity chain"
 ansible-playbook playbooks/verify.yml -e @examples/sandbox-vars.yml
 
+step "Outputs"
+cat <<MSG
+Outputs:
+  $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
+  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits (decoration entry, rotation
+                                                periodic and CronJob)
+  $SANDBOX_DIR/out/prow/                        kustomize Component for Prow's deployments, the ExternalSecret
+  $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
+  $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
+  $SANDBOX_DIR/prow/                            Prow's log, pod status, its mounted volumes
+Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
+MSG
+
 step "Prow schedules a decorated ProwJob into the onboarded cluster"
 prow-sandbox prow wait build-sandbox
 prow-sandbox prow job build-sandbox --wait
 printf 'build cluster status file (gs://prow-sandbox-results/build-cluster-status.json, plank writes it each minute): '
 prow-sandbox prow cluster-status --wait build-sandbox
-
-step "Done"
-cat <<MSG
-Outputs:
-  $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
-  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits (decoration entry, mounts,
-                                                ExternalSecret, rotation periodic and CronJob)
-  $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
-  $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
-  $SANDBOX_DIR/prow/                            Prow's log, pod status, its mounted volumes
-Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
-Stop the sandbox with: make sandbox-down
-MSG
+echo "Stop the sandbox with: make sandbox-down"

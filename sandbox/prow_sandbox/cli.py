@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="prow-sandbox: %(message)s")
+    # google-auth's regional-access-boundary lookup cannot reach Google offline; it only warns.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: record.levelno >= logging.ERROR
+                          or not record.name.startswith(("urllib3", "google.")))
     state = kube.default_state_dir() if args.state_dir is None else args.state_dir
     state = state.resolve()
     try:

@@ -51,6 +51,7 @@ import urllib.request
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -871,6 +872,9 @@ def job_pod(state_dir: Path | None, name: str, timeout: float = 60.0) -> tuple[d
     return job, api.sanitize_for_serialization(pod)
 
 
+_SESSIONS: dict[Path, Any] = {}
+
+
 def cluster_status(state_dir: Path | None = None) -> dict | None:
     """plank's build-cluster status file (alias -> Reachable, No-Manager, ...) as stored in the
     GCP fake's bucket, read as the sandbox operator; None while plank has not written it."""
@@ -879,9 +883,11 @@ def cluster_status(state_dir: Path | None = None) -> dict | None:
 
     state = kube._state(state_dir)  # pylint: disable=protected-access
     endpoints = json.loads((state / "endpoints.json").read_text(encoding="utf-8"))
-    creds = service_account.Credentials.from_service_account_file(
-        str(state / "gcp" / "operator-credentials.json"), scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    answer = AuthorizedSession(creds).get(
+    key = state / "gcp" / "operator-credentials.json"
+    if key not in _SESSIONS:  # one token for a caller's polls
+        _SESSIONS[key] = AuthorizedSession(service_account.Credentials.from_service_account_file(
+            str(key), scopes=["https://www.googleapis.com/auth/cloud-platform"]))
+    answer = _SESSIONS[key].get(
         f"{endpoints['storage']}/storage/v1/b/{STATUS_BUCKET}/o/{STATUS_OBJECT}", params={"alt": "media"}, timeout=30)
     if answer.status_code == 404:
         return None
