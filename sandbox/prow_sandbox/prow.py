@@ -20,6 +20,8 @@ for, each part small (docs/sandbox.md, "Prow"):
   bind-mounted in a private mount namespace of the container process only); the container is
   restarted whenever it exits (``restartPolicy: Always``, with back-off). Prow exits when a
   kubeconfig it loaded changes: that restart is how it picks up a new or rotated cluster.
+* **storage.googleapis.com** (:mod:`prow_sandbox.gcs_proxy`): plank's build-cluster status file
+  goes to the fake's GCS through an HTTPS proxy the Prow process is pointed at.
 * **the config repository**: Prow's ``config.yaml`` is a base plus every
   ``<out>/<alias>/decoration-config.yaml`` the prow_config role wrote; a candidate is accepted
   into the ``config`` ConfigMap only when Prow's ``checkconfig`` passes it (a presubmit's job).
@@ -527,7 +529,8 @@ class Kubelet:
             if "secret" in vol:
                 payload = self.prow.read_secret(PROW_NAMESPACE, vol["secret"]["secretName"])
                 optional = vol["secret"].get("optional", False)
-                mode = vol["secret"].get("defaultMode", 420)
+                # Not defaultMode (0644 in Prow's manifests): the project writes secrets 0600.
+                mode = 0o600
             else:
                 payload = self.prow.read_configmap(PROW_NAMESPACE, vol["configMap"]["name"])
                 optional = vol["configMap"].get("optional", False)
@@ -542,7 +545,7 @@ class Kubelet:
     def write_service_account(self, token: str) -> None:
         sa = self.run_dir / "secrets" / "kubernetes.io" / "serviceaccount"
         atomic_write_volume(sa, {"token": token.encode(), "ca.crt": self.prow.cluster.ca_pem.encode(),
-                                 "namespace": PROW_NAMESPACE.encode()})
+                                 "namespace": PROW_NAMESPACE.encode()}, 0o600)
 
     # the container
     def argv(self) -> list[str]:
