@@ -49,9 +49,10 @@ step "Outputs"
 cat <<MSG
 Outputs:
   $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
-  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits (decoration entry, rotation
-                                                periodic and CronJob)
-  $SANDBOX_DIR/out/prow/                        kustomize Component for Prow's deployments, the ExternalSecret
+  $SANDBOX_DIR/out/build-sandbox/               files a Prow admin commits for the cluster (decoration
+                                                entry, rotation periodic and CronJob)
+  $SANDBOX_DIR/out/prow/                        the kustomize Component for Prow's deployments (made once
+                                                for every cluster) and the ExternalSecret of every cluster
   $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
   $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
   $SANDBOX_DIR/prow/                            Prow's log, pod status, its mounted volumes

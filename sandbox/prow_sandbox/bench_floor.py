@@ -129,9 +129,10 @@ def onboard(cfg, session, creds, counter, tmpdir):
         k8s.RbacAuthorizationV1Api(api).read_cluster_role_binding(cfg["admin_binding"])
         review(api, counter, token)
 
-        counter.k8s += 1
-        prow_custom.get_namespaced_custom_object("external-secrets.io", "v1", cfg["prow_namespace"],
-                                                 "externalsecrets", f"kubeconfig-{cluster['alias']}")
+    # One ExternalSecret for every build cluster (docs/prow-integration.md).
+    counter.k8s += 1
+    prow_custom.get_namespaced_custom_object("external-secrets.io", "v1", cfg["prow_namespace"],
+                                             "externalsecrets", "prow-build-clusters")
 
 
 def rotate(cfg, session, creds, counter, tmpdir):

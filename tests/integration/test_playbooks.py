@@ -7,6 +7,7 @@ fake, whose GKE API starts the build cluster's apiserver), driven exactly as a u
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -183,7 +184,7 @@ def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
     since = datetime.now(timezone.utc)
     kept = playbook(env, "rotate.yml", "-e", f"@{VARS}")
     assert kept.returncode == 0 and recap(kept)["changed"] == 0, kept.stdout[-3000:]
-    assert "kept: build-sandbox, composite kubeconfig; to do: nothing" in kept.stdout
+    assert "kept: build-sandbox, prow instance; to do: nothing" in kept.stdout
     assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
 
     before = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
@@ -251,25 +252,65 @@ def test_the_plan_checks_each_cluster_with_its_own_settings(onboarded, tmp_path)
     # A second GKE cluster: the plan renders each cluster's calls in turn, and drift in one
     # must make that one stale, not the other.
     state, env, _first = onboarded
+    # Its own job GSA: offboarding it below deletes that GSA, and the projects are the same.
     two = bad_vars(tmp_path, lambda doc: doc["build_clusters"].append(
-        dict(doc["build_clusters"][0], alias="build-two", gke=dict(doc["build_clusters"][0]["gke"], name="prow-build-2"))))
+        dict(doc["build_clusters"][0], alias="build-two", job_service_account="prowjob-two",
+             gke=dict(doc["build_clusters"][0]["gke"], name="prow-build-2"))))
+    component = {p.name: p.read_text() for p in (state / "out" / "prow").iterdir() if p.name != "external-secret.yaml"}
     first = playbook(env, "onboard.yml", "-e", f"@{two}")
     assert first.returncode == 0, first.stdout[-4000:]
     said = " ".join(first.stdout.split()).replace("''", "'")
     assert "in place: build-sandbox;" in said and "build-two: Create the GKE cluster" in said, said[-3000:]
+    # A second cluster changes only the Secret's data: one more ExternalSecret entry, the same
+    # deployment changes.
+    assert external_secret_keys(env) == ["build-sandbox", "build-two"]
+    assert {p.name: p.read_text() for p in (state / "out" / "prow").iterdir() if p.name != "external-secret.yaml"} == component
 
     composite = str(state / "out" / "composite.kubeconfig")
     subprocess.run([str(BIN / "kubectl"), "--kubeconfig", composite, "--context", "build-two", "-n", "test-pods",
-                    "annotate", "serviceaccount", "prowjob-default-sa", "iam.gke.io/gcp-service-account-"],
+                    "annotate", "serviceaccount", "prowjob-two", "iam.gke.io/gcp-service-account-"],
                    check=True, capture_output=True)
     since = datetime.now(timezone.utc)
     again = playbook(env, "onboard.yml", "-e", f"@{two}")
     said = " ".join(again.stdout.split()).replace("''", "'")
-    assert "in place: build-sandbox, composite kubeconfig; to do: build-two: Bind the job KSA" in said, said[-3000:]
-    repairs = [w for w in kube_writes(state, since) if "serviceaccounts/prowjob-default-sa" in w]
+    assert "in place: build-sandbox, prow instance; to do: build-two: Bind the job KSA" in said, said[-3000:]
+    repairs = [w for w in kube_writes(state, since) if "serviceaccounts/prowjob-two" in w]
     assert len(repairs) == 1, repairs
     third = playbook(env, "onboard.yml", "-e", f"@{two}")
     assert "to do: nothing" in third.stdout and recap(third)["changed"] == 0, third.stdout[-3000:]
+
+    # Offboarding build-two removes its entry only; build-sandbox stays in the ExternalSecret.
+    doc = yaml.safe_load(two.read_text())
+    kept, gone = doc["build_clusters"]
+    offboard_vars = tmp_path / "offboard.yml"
+    offboard_vars.write_text(yaml.safe_dump(dict(doc, build_clusters=[gone], remaining_clusters=[kept])))
+    off = playbook(env, "offboard.yml", "-e", f"@{offboard_vars}", "-e", "delete_clusters=true")
+    assert off.returncode == 0, off.stdout[-4000:]
+    assert external_secret_keys(env) == ["build-sandbox"]
+    again = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    assert "to do: nothing" in again.stdout and recap(again)["changed"] == 0, again.stdout[-3000:]
+
+
+def test_direct_delivery_writes_one_secret_with_a_key_per_cluster(onboarded, tmp_path):
+    state, env, _first = onboarded
+    direct = bad_vars(tmp_path, set_in(["prow", "delivery"], "direct"))
+    run = playbook(env, "onboard.yml", "-e", f"@{direct}")
+    assert run.returncode == 0, run.stdout[-4000:]
+    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "secret", "-n", "default",
+                          "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
+    data = json.loads(got.stdout)["data"]
+    assert sorted(data) == ["build-sandbox"]
+    member = yaml.safe_load(base64.b64decode(data["build-sandbox"]))
+    assert [c["name"] for c in member["contexts"]] == ["build-sandbox"]
+    since = datetime.now(timezone.utc)
+    again = playbook(env, "onboard.yml", "-e", f"@{direct}")
+    assert recap(again)["changed"] == 0 and kube_writes(state, since) == [], again.stdout[-3000:]
+
+
+def external_secret_keys(env):
+    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io",
+                          "-n", "default", "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
+    return [d["secretKey"] for d in json.loads(got.stdout)["spec"]["data"]]
 
 
 def bad_vars(tmp_path, mutate):
@@ -298,6 +339,7 @@ def set_in(path, value):
         ("missing build_clusters", set_in(["build_clusters"], KeyError), "build_clusters"),
         ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "aliases must be unique lowercase DNS labels"),
         ("72h token on GKE", set_in(["build_clusters", 0, "token_duration"], "72h"), "on GKE a token lives at most 48h"),
+        ("retired KES delivery", set_in(["prow", "delivery"], "kes"), "prow.delivery kes is retired"),
         ("bucket that does not exist",
          lambda doc: doc["prow"].update(bucket="no-such-bucket-4242", create_bucket=False), "no-such-bucket-4242"),
         ("unreachable cluster",
