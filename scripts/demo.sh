@@ -4,7 +4,10 @@
 #      GCP project; the build cluster is created through the fake GKE API
 #   2. ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
 #   3. the same again: it must report changed=0
-#   4. playbooks/verify.yml, then where the outputs are
+#   4. playbooks/verify.yml
+#   5. real Prow (prow-controller-manager with plank, started with the sandbox) loads the
+#      cluster from the delivered Secret and schedules a decorated ProwJob into it
+#   then where the outputs are
 # The sandbox keeps running afterwards, for a look around; `make sandbox-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,9 @@ crd_args=()
 while read -r crd; do crd_args+=(--filename "$crd"); done <<<"$crds"
 kubectl --kubeconfig "$PROW_KUBECONFIG" apply --server-side "${crd_args[@]}" >/dev/null
 
+step "Starting Prow (prow-controller-manager with plank) against the Prow cluster"
+prow-sandbox prow up
+
 step "First onboarding run"
 ansible-playbook playbooks/onboard.yml -e @examples/sandbox-vars.yml
 
@@ -39,7 +45,7 @@ fi
 step "Verifying: Prow's credential and the jobs' Workload Identity chain"
 ansible-playbook playbooks/verify.yml -e @examples/sandbox-vars.yml
 
-step "Done"
+step "Outputs"
 cat <<MSG
 Outputs:
   $SANDBOX_DIR/out/composite.kubeconfig         composite kubeconfig Prow loads (mode 0600)
@@ -49,6 +55,13 @@ Outputs:
                                                 for every cluster) and the ExternalSecret of every cluster
   $SANDBOX_DIR/gcp/requests.jsonl               every call the fake GCP received
   $SANDBOX_DIR/clusters/*/audit.log             every write each kube-apiserver received
+  $SANDBOX_DIR/prow/                            Prow's log, pod status, its mounted volumes
 Try: kubectl --kubeconfig $SANDBOX_DIR/out/composite.kubeconfig --context build-sandbox auth can-i create pods -n test-pods
-Stop the sandbox with: make sandbox-down
 MSG
+
+step "Prow schedules a decorated ProwJob into the onboarded cluster"
+prow-sandbox prow wait build-sandbox
+prow-sandbox prow job build-sandbox --wait
+printf 'build cluster status file (gs://prow-sandbox-results/build-cluster-status.json, plank writes it each minute): '
+prow-sandbox prow cluster-status --wait build-sandbox
+echo "Stop the sandbox with: make sandbox-down"

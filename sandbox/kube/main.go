@@ -63,6 +63,9 @@ func startEtcd(dir string, port, peerPort int) (*embed.Etcd, error) {
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peer.String())
 	// The sandbox is disposable: trade durability for speed.
 	cfg.UnsafeNoFsync = true
+	// etcd's default 1.5 MiB request limit is below Prow's ProwJob CRD (1.6 MB as JSON,
+	// sigs.k8s.io/prow config/prow/cluster/prowjob-crd), which managed control planes store.
+	cfg.MaxRequestBytes = 8 * 1024 * 1024
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

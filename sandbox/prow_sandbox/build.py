@@ -1,9 +1,12 @@
-"""Build the kube-sandbox launcher (sandbox/kube) into a cache outside the repository.
+"""Build the sandbox's Go binaries into a cache outside the repository.
 
-The binary is ~100 MB and takes minutes to compile cold, so it is keyed on everything that
-determines its content (the launcher's go.mod, go.sum, main.go, the Kubernetes version and the
-target platform) and reused whenever a binary for that key exists. It is never written into
-the repository.
+* the kube-sandbox launcher (sandbox/kube): ~100 MB, minutes to compile cold;
+* Prow's prow-controller-manager, checkconfig and mkpj (sandbox/prow, sigs.k8s.io/prow at the
+  version pinned in its go.mod).
+
+Each is keyed on everything that determines its content (go.mod, go.sum, sources, the target
+platform) and reused whenever a build for that key exists. Nothing is written into the
+repository.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -21,6 +25,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 LAUNCHER_DIR = Path(__file__).resolve().parent.parent / "kube"
+PROW_DIR = Path(__file__).resolve().parent.parent / "prow"
+PROW_MODULE = "sigs.k8s.io/prow"
+# The go.mod `tool` lines of sandbox/prow: the binaries `ensure_prow_binaries` builds.
+PROW_COMMANDS = ("prow-controller-manager", "checkconfig", "mkpj")
 # Every file whose content changes the binary; go.sum pins all module contents.
 KEY_FILES = ("go.mod", "go.sum", "main.go", "KUBE_VERSION")
 
@@ -44,12 +52,12 @@ def _go_platform() -> str:
     return "/".join(out)
 
 
-def cache_key() -> str:
-    """sha256 over the launcher sources and the target platform (GOOS/GOARCH)."""
+def cache_key(src: Path = LAUNCHER_DIR, files: tuple[str, ...] = KEY_FILES) -> str:
+    """sha256 over a module's sources and the target platform (GOOS/GOARCH)."""
     digest = hashlib.sha256()
-    for name in KEY_FILES:
+    for name in files:
         digest.update(name.encode() + b"\0")
-        digest.update((LAUNCHER_DIR / name).read_bytes() + b"\0")
+        digest.update((src / name).read_bytes() + b"\0")
     digest.update(_go_platform().encode())
     return digest.hexdigest()
 
@@ -106,3 +114,54 @@ def ensure_binary() -> Path:
         )
     return target
 
+
+
+def prow_version() -> str:
+    """The sigs.k8s.io/prow version sandbox/prow requires (a pseudo-version)."""
+    for line in (PROW_DIR / "go.mod").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] in (PROW_MODULE, "require") and PROW_MODULE in fields:
+            return fields[fields.index(PROW_MODULE) + 1]
+    raise RuntimeError(f"{PROW_DIR / 'go.mod'} does not require {PROW_MODULE}")
+
+
+def prow_dir() -> Path:
+    """Where the Prow binaries for the current sources live (the directory may not exist yet)."""
+    return cache_dir() / f"prow-{cache_key(PROW_DIR, ('go.mod', 'go.sum'))[:16]}"
+
+
+def _go_env() -> dict[str, str]:
+    return dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
+
+
+def ensure_prow_binaries() -> Path:
+    """Return the cached directory holding prow-controller-manager, checkconfig and mkpj,
+    building them first if it is missing (one directory, renamed into place when complete)."""
+    target = prow_dir()
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / "build.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        version = prow_version()
+        # pkg/version wants v<date>-<commit>; the pseudo-version has both.
+        _, stamp, commit = version.split("-")
+        log.info("building Prow %s (%s; cold: a few minutes) ...", version, ", ".join(PROW_COMMANDS))
+        started = time.monotonic()
+        try:
+            subprocess.run(["go", "mod", "download", PROW_MODULE], cwd=PROW_DIR, env=_go_env(), check=True)
+            for command in PROW_COMMANDS:
+                pkg = "sigs.k8s.io/prow/pkg/version"
+                ldflags = f"-s -w -X {pkg}.Name={command} -X {pkg}.Version=v{stamp[:8]}-{commit}"
+                subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp / command),
+                                f"{PROW_MODULE}/cmd/{command}"], cwd=PROW_DIR, env=_go_env(), check=True)
+            os.replace(tmp, target)  # atomic: readers never see a partial set
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("built %s in %.0f s", target, time.monotonic() - started)
+    return target

@@ -17,11 +17,12 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
-from . import assets, bench, bench_onboard, build, kube
+from . import assets, bench, bench_onboard, build, kube, prow
 
 SANDBOX_CLUSTERS = ("prow", "build")
 
@@ -100,7 +101,9 @@ def _pid_running(pid_file: Path) -> int | None:
 
 
 def cmd_down(state: Path) -> int:
-    """Stop the GCP fake and every cluster of the state directory; verify none is left."""
+    """Stop Prow, the GCP fake and every cluster of the state directory; verify none is left."""
+    if prow.stop(state):
+        print("stopped Prow")
     daemon = _gcp_daemon()
     if daemon is not None:
         daemon.stop(state)
@@ -111,6 +114,9 @@ def cmd_down(state: Path) -> int:
     gcp_pid = _pid_running(state / "gcp" / "pid")
     if gcp_pid:
         left.append(f"GCP fake (pid {gcp_pid})")
+    prow_pid = _pid_running(state / "prow" / "pid")
+    if prow_pid:
+        left.append(f"Prow supervisor (pid {prow_pid})")
     if left:
         print(f"prow-sandbox down: still running: {', '.join(left)}", file=sys.stderr)
         return 1
@@ -118,6 +124,41 @@ def cmd_down(state: Path) -> int:
     for stale in ("env", "endpoints.json"):
         (state / stale).unlink(missing_ok=True)
     print("sandbox is down")
+    return 0
+
+
+def cmd_prow(state: Path, args: argparse.Namespace) -> int:
+    """``prow up|down|job``."""
+    if args.prow_command == "up":
+        pod = prow.start(state)
+        print(f"Prow: running, pid {pod['pid']}, restarts {pod['restarts']}; logs in {state / 'prow'}")
+    elif args.prow_command == "down":
+        print("stopped Prow" if prow.stop(state) else "Prow was not running")
+    elif args.prow_command == "cluster-status":
+        deadline = time.monotonic() + 180
+        current = prow.cluster_status(state)
+        while args.wait and (current is None or args.wait not in current) and time.monotonic() < deadline:
+            time.sleep(2)
+            current = prow.cluster_status(state)
+        print(json.dumps(current, sort_keys=True))
+        return 0 if current is not None and (not args.wait or args.wait in current) else 1
+    elif args.prow_command == "wait":
+        pod = prow.wait_loaded(state, args.cluster)
+        print(f"Prow: running with {', '.join(prow.loaded_clusters(state))} (restarts {pod['restarts']})")
+    else:
+        name = prow.create_prowjob(state, args.cluster)
+        if not args.wait:
+            print(name)
+            return 0
+        job, pod = prow.job_pod(state, name)
+        if pod is None:
+            print(f"ProwJob {name}: {job['status']['state']}: {job['status'].get('description')}")
+            return 1
+        spec = pod["spec"]
+        print(f"ProwJob {name} (cluster {job['spec']['cluster']}): {job['status']['state']}, "
+              f"plank created pod {pod['metadata']['namespace']}/{pod['metadata']['name']} ({pod['status']['phase']})")
+        print(f"  serviceAccountName: {spec.get('serviceAccountName')}; volumes: "
+              f"{', '.join(v['name'] for v in spec.get('volumes', []))}")
     return 0
 
 
@@ -136,6 +177,8 @@ def cmd_status(state: Path) -> int:
               f"kubeconfig {cluster.kubeconfig}")
     gcp_pid = _pid_running(state / "gcp" / "pid")
     print(f"GCP fake: running, pid {gcp_pid}" if gcp_pid else "GCP fake: not running")
+    pod = prow.pod_status(state) if _pid_running(state / "prow" / "pid") else None
+    print(f"Prow: {pod['state']}, pid {pod['pid']}, restarts {pod['restarts']}" if pod else "Prow: not running")
     env = state / "env"
     print(f"env: {env}" if env.exists() else "env: not written")
     return 0
@@ -147,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="state directory (default: $SANDBOX_DIR or <repo>/.sandbox)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build the kube-sandbox launcher if needed; print its path")
+    sub.add_parser("build", help="build the kube-sandbox launcher and Prow if needed; print their paths")
     assets_parser = sub.add_parser(
         "assets", help="fetch the pinned external files (CRDs, Prow manifests) if needed; print their paths")
     assets_parser.add_argument("names", nargs="*", metavar="ASSET",
@@ -155,6 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
     sub.add_parser("down", help="stop everything in the state directory")
     sub.add_parser("status", help="show what runs")
+    prow_parser = sub.add_parser("prow", help="the sandbox's Prow (prow-controller-manager with plank)")
+    prow_sub = prow_parser.add_subparsers(dest="prow_command", required=True)
+    prow_sub.add_parser("up", help="start Prow against the running sandbox (idempotent); wait until ready")
+    prow_sub.add_parser("down", help="stop Prow")
+    job = prow_sub.add_parser("job", help="create the sandbox's decorated ProwJob for a cluster; print its name")
+    job.add_argument("cluster", help="a build cluster alias with a generated decoration entry, or default")
+    job.add_argument("--wait", action="store_true", help="wait for plank's verdict and print where the pod is")
+    status = prow_sub.add_parser("cluster-status", help="plank's build-cluster status file (from the fake's bucket)")
+    status.add_argument("--wait", metavar="ALIAS", help="wait (up to 3 min) until the file names ALIAS")
+    wait = prow_sub.add_parser("wait", help="wait until Prow runs with a build cluster loaded")
+    wait.add_argument("cluster")
     start = sub.add_parser("start-cluster", help="start one named cluster")
     start.add_argument("name")
     start.add_argument("--authn-webhook-url", help="token authentication webhook (http URL)")
@@ -174,11 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="prow-sandbox: %(message)s")
+    # google-auth's regional-access-boundary lookup cannot reach Google offline; it only warns.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: record.levelno >= logging.ERROR
+                          or not record.name.startswith(("urllib3", "google.")))
     state = kube.default_state_dir() if args.state_dir is None else args.state_dir
     state = state.resolve()
     try:
         if args.command == "build":
             print(build.ensure_binary())
+            print(build.ensure_prow_binaries())
             return 0
         if args.command == "assets":
             if args.names:
@@ -194,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_down(state)
         if args.command == "status":
             return cmd_status(state)
+        if args.command == "prow":
+            return cmd_prow(state, args)
         if args.command == "start-cluster":
             c = kube.start_cluster(args.name, state, authn_webhook_url=args.authn_webhook_url)
             print(json.dumps({"name": c.name, "server": c.server, "pid": c.pid,
@@ -208,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                                       None if args.no_write else args.output, args.keep,
                                       dict(kv.split("=", 1) for kv in args.ansible_env))
         return bench.main(args.clusters)
-    except (kube.ClusterStartError, assets.AssetError) as exc:
+    except (kube.ClusterStartError, assets.AssetError, RuntimeError) as exc:
         print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:

@@ -90,7 +90,8 @@ def make_ca(common_name: str) -> KeyPair:
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def _issue(ca: KeyPair, subject: x509.Name, *, server: bool) -> KeyPair:
+def _issue(ca: KeyPair, subject: x509.Name, *, server: bool,
+           dns_names: tuple[str, ...] = SERVING_DNS, ips: tuple[str, ...] = SERVING_IPS) -> KeyPair:
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     key = _ec_key()
@@ -105,8 +106,8 @@ def _issue(ca: KeyPair, subject: x509.Name, *, server: bool) -> KeyPair:
         )
     )
     if server:
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in SERVING_DNS]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
@@ -115,6 +116,11 @@ def _issue(ca: KeyPair, subject: x509.Name, *, server: bool) -> KeyPair:
 def make_serving_cert(ca: KeyPair) -> KeyPair:
     """The apiserver's serving certificate for 127.0.0.1 / localhost, signed by ``ca``."""
     return _issue(ca, _name("kube-apiserver"), server=True)
+
+
+def make_host_cert(ca: KeyPair, host: str) -> KeyPair:
+    """A serving certificate for one DNS name (the sandbox's stand-in for a Google host)."""
+    return _issue(ca, _name(host), server=True, dns_names=(host,), ips=())
 
 
 def make_client_cert(ca: KeyPair, user: str, group: str | None = None) -> KeyPair:
