@@ -21,6 +21,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -85,35 +86,49 @@ def _ldflags(version: str) -> str:
     return " ".join(["-s", "-w"] + [f"-X {pkg}.{k}={v}" for k, v in values.items()])
 
 
-def ensure_binary() -> Path:
-    """Return the cached launcher binary, building it first if it is missing."""
-    target = binary_path()
+def _go_env() -> dict[str, str]:
+    return dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
+
+
+def _build_once(target: Path, build: Callable[[Path], None], what: str) -> Path:
+    """Return ``target``, first running ``build(tmp)`` and renaming ``tmp`` into place if it is missing.
+
+    One build at a time (a cold build needs over 1 GB and both cores): a second caller waits
+    on the lock and then finds what the first one built. The rename is atomic, so readers
+    never see a half-written binary or a partial set of them.
+    """
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    # One build at a time (a cold build needs ~1.5 GB and both cores); a second caller
-    # waits here and then finds the binary the first one built.
     with open(target.parent / "build.lock", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():
             return target
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
-        ldflags = _ldflags(kube_version())
-        cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), "."]
-        log.info("building kube-sandbox %s (cold: several minutes) ...", kube_version())
+        log.info("building %s (cold: several minutes) ...", what)
         started = time.monotonic()
         try:
-            subprocess.run(cmd, cwd=LAUNCHER_DIR, env=env, check=True)
-            os.replace(tmp, target)  # atomic: readers never see a half-written binary
+            build(tmp)
+            os.replace(tmp, target)
         finally:
-            tmp.unlink(missing_ok=True)
-        log.info(
-            "built %s in %.0f s, %.1f MB",
-            target, time.monotonic() - started, target.stat().st_size / 1e6,
-        )
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        log.info("built %s in %.0f s", target, time.monotonic() - started)
     return target
 
+
+def ensure_binary() -> Path:
+    """Return the cached launcher binary, building it first if it is missing."""
+    ldflags = _ldflags(kube_version())
+
+    def build(tmp: Path) -> None:
+        cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), "."]
+        subprocess.run(cmd, cwd=LAUNCHER_DIR, env=_go_env(), check=True)
+        log.info("kube-sandbox binary: %.1f MB", tmp.stat().st_size / 1e6)
+
+    return _build_once(binary_path(), build, f"kube-sandbox {kube_version()}")
 
 
 def prow_version() -> str:
@@ -130,38 +145,21 @@ def prow_dir() -> Path:
     return cache_dir() / f"prow-{cache_key(PROW_DIR, ('go.mod', 'go.sum'))[:16]}"
 
 
-def _go_env() -> dict[str, str]:
-    return dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
-
-
 def ensure_prow_binaries() -> Path:
     """Return the cached directory holding prow-controller-manager, checkconfig and mkpj,
     building them first if it is missing (one directory, renamed into place when complete)."""
-    target = prow_dir()
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / "build.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.exists():
-            return target
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    version = prow_version()
+    # pkg/version wants v<date>-<commit>; the pseudo-version has both.
+    _, stamp, commit = version.split("-")
+
+    def build(tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        version = prow_version()
-        # pkg/version wants v<date>-<commit>; the pseudo-version has both.
-        _, stamp, commit = version.split("-")
-        log.info("building Prow %s (%s; cold: a few minutes) ...", version, ", ".join(PROW_COMMANDS))
-        started = time.monotonic()
-        try:
-            subprocess.run(["go", "mod", "download", PROW_MODULE], cwd=PROW_DIR, env=_go_env(), check=True)
-            for command in PROW_COMMANDS:
-                pkg = "sigs.k8s.io/prow/pkg/version"
-                ldflags = f"-s -w -X {pkg}.Name={command} -X {pkg}.Version=v{stamp[:8]}-{commit}"
-                subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp / command),
-                                f"{PROW_MODULE}/cmd/{command}"], cwd=PROW_DIR, env=_go_env(), check=True)
-            os.replace(tmp, target)  # atomic: readers never see a partial set
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("built %s in %.0f s", target, time.monotonic() - started)
-    return target
+        subprocess.run(["go", "mod", "download", PROW_MODULE], cwd=PROW_DIR, env=_go_env(), check=True)
+        for command in PROW_COMMANDS:
+            pkg = "sigs.k8s.io/prow/pkg/version"
+            ldflags = f"-s -w -X {pkg}.Name={command} -X {pkg}.Version=v{stamp[:8]}-{commit}"
+            subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp / command),
+                            f"{PROW_MODULE}/cmd/{command}"], cwd=PROW_DIR, env=_go_env(), check=True)
+
+    return _build_once(prow_dir(), build, f"Prow {version} ({', '.join(PROW_COMMANDS)})")
