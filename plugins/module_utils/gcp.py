@@ -530,4 +530,3 @@ def gke_cluster_busy(exc):
     message = (getattr(exc, "message", "") or "").lower()
     busy = "operation" in message or "cluster is currently being" in message
     return getattr(exc, "status", None) in (400, 409) and busy and getattr(exc, "reason", None) in ("FAILED_PRECONDITION", "ABORTED")
-
