@@ -745,13 +745,20 @@ def ready(status: dict | None) -> bool:
         return False
 
 
-def wait_ready(state_dir: Path | None = None, *, restarts_above: int = -1, timeout: float = START_TIMEOUT) -> dict:
+def wait_ready(state_dir: Path | None = None, *, restarts_above: int = -1, timeout: float = START_TIMEOUT,
+               proc: subprocess.Popen | None = None) -> dict:
     """Wait until Prow's container runs, answers /healthz/ready and has restarted more than
-    ``restarts_above`` times; return its status."""
+    ``restarts_above`` times; return its status. ``proc``: the supervisor just started, whose
+    own exit status says whether it is gone (right after the start its /proc/PID/cmdline can
+    read empty for a moment, seen from pytest, which the pid-file check takes for gone)."""
     deadline = time.monotonic() + timeout
     state = kube._state(state_dir)  # pylint: disable=protected-access
+
+    def running() -> bool:
+        return proc.poll() is None if proc is not None else _pid(state) is not None
+
     while time.monotonic() < deadline:
-        if _pid(state) is None:
+        if not running():
             break  # the supervisor is gone: no point waiting
         status = pod_status(state_dir)
         if status and status["restarts"] > restarts_above and ready(status):
@@ -759,7 +766,7 @@ def wait_ready(state_dir: Path | None = None, *, restarts_above: int = -1, timeo
         time.sleep(0.5)
     logs = [prow_state(state_dir) / name for name in ("supervisor.log", "controller-manager.log")]
     tails = "".join(f"\n--- {p.name}:\n{p.read_text(encoding='utf-8', errors='replace')[-2000:]}" for p in logs if p.exists())
-    raise RuntimeError(f"Prow not ready (supervisor {'running' if _pid(state) else 'gone'}): {pod_status(state_dir)}{tails}")
+    raise RuntimeError(f"Prow not ready (supervisor {'running' if running() else 'gone'}): {pod_status(state_dir)}{tails}")
 
 
 def start(state_dir: Path | None = None, *, out_dir: Path | None = None, status_file: str | None = None) -> dict:
@@ -780,7 +787,7 @@ def start(state_dir: Path | None = None, *, out_dir: Path | None = None, status_
              "--status-file", status],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     (pdir / "pid").write_text(f"{proc.pid}\n", encoding="utf-8")
-    return wait_ready(state)
+    return wait_ready(state, proc=proc)
 
 
 def stop(state_dir: Path | None = None) -> bool:
