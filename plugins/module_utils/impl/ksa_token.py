@@ -137,7 +137,7 @@ def read_current(module):
         fail_on_api_error(module, exc)
     except kc.KubeconfigError as exc:
         if module.params["force"]:
-            return None, label  # it is being replaced anyway
+            return None, label, None  # it is being replaced anyway
         module.fail_json(msg=f"{exc}; fix or remove it, or set force: true to mint a new token regardless")
     sources.hide_credentials(module, config)
     return config, label, None
