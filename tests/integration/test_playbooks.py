@@ -70,7 +70,8 @@ def gcp_writes(state, since):
     writes = []
     for line in (state / "gcp" / "requests.jsonl").read_text().splitlines():
         event = json.loads(line)
-        if event["write"] and event["time"] >= since.isoformat(timespec="milliseconds"):
+        # Times are cut to milliseconds: a write just before ``since`` may share its millisecond.
+        if event["write"] and event["time"] > since.isoformat(timespec="milliseconds"):
             writes.append(f"{event['method']} {event['path']}")
     return writes
 
