@@ -18,10 +18,8 @@ def no_backoff_sleep(monkeypatch):
     monkeypatch.setattr(common, "RETRY_MAX_WAIT", 0.0)
 
 
-@pytest.fixture(autouse=True)
-def fresh_shared_sessions(monkeypatch):
-    # Sessions are shared per auth settings within a process; each test scripts its own.
-    monkeypatch.setattr(gcp, "_SHARED", {})
+# Every test here starts without shared sessions (conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_shared_sessions")
 
 
 class FakeModule:

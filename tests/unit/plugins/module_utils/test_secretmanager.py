@@ -12,9 +12,8 @@ from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, sec
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
 
 
-@pytest.fixture(autouse=True)
-def fresh_shared_sessions(monkeypatch):
-    monkeypatch.setattr(gcp, "_SHARED", {})
+# Every test here starts without shared sessions (conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_shared_sessions")
 
 
 class FakeModule:
