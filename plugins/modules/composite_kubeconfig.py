@@ -46,6 +46,13 @@ options:
             with C(/versions/VERSION) (default C(latest)), as gencred stored them. Read with the Google
             credentials options.
         type: str
+      optional:
+        description:
+          - Leave the member out, with a warning, when its file or secret does not exist (yet), instead of failing;
+            it is named in RV(missing). For a build cluster whose first onboarding failed before its kubeconfig
+            was stored, so that the other clusters stay in what Prow loads.
+        type: bool
+        default: false
   dest:
     description:
       - Path of the composite kubeconfig to write, with mode C(0600).
@@ -153,6 +160,12 @@ fingerprint:
   returned: always
   type: str
   sample: sha256:0f4c1a2b3c4d5e6f
+missing:
+  description: Labels of the O(members[].optional) members that were left out because their source does not exist.
+  returned: success
+  type: list
+  elements: str
+  sample: [projects/my-prow-project/secrets/prow_build_cluster_kubeconfig_build-new]
 contexts:
   description: One entry per context in the composite.
   returned: always

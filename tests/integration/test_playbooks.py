@@ -61,14 +61,39 @@ def playbook(env, name, *args):
                           capture_output=True, text=True, env=run_env, cwd=REPO, check=False)
 
 
-def recap(proc):
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("localhost"))
-    return {k: int(v) for k, v in (item.split("=") for item in line.split()[2:])}
+def recap(proc, host=None):
+    """The PLAY RECAP counters, summed over every host (the build clusters and localhost), or of ``host``."""
+    totals = {}
+    for line in proc.stdout.splitlines():
+        name, _, counters = line.partition(" : ")
+        if not counters.strip().startswith("ok=") or (host and name.strip() != host):
+            continue
+        for item in counters.split():
+            key, _, value = item.partition("=")
+            totals[key] = totals.get(key, 0) + int(value)
+    assert totals, proc.stdout[-2000:]
+    return totals
+
+
+def changed_tasks(proc, play=None):
+    """[(task name, host)] of every task result reported as changed (in ``play`` only, if given)."""
+    changed, task, current = [], None, None
+    for line in proc.stdout.splitlines():
+        if line.startswith("PLAY ["):
+            current = line[len("PLAY ["):line.rindex("]")]
+        elif play and current != play:
+            continue
+        elif line.startswith("TASK ["):
+            task = line[len("TASK ["):line.rindex("]")]
+        elif line.startswith("changed: ["):
+            changed.append((task, line[len("changed: ["):line.index("]")]))
+    return changed
 
 
 def gcp_writes(state, since):
     writes = []
-    for line in (state / "gcp" / "requests.jsonl").read_text().splitlines():
+    log = state / "gcp" / "requests.jsonl"
+    for line in (log.read_text() if log.exists() else "").splitlines():  # no request yet, no log
         event = json.loads(line)
         # Times are cut to milliseconds: a write just before ``since`` may share its millisecond.
         if event["write"] and event["time"] > since.isoformat(timespec="milliseconds"):
@@ -112,17 +137,15 @@ def test_first_run_onboards_and_the_write_counters_see_it(onboarded):
     assert any("clusterrolebindings" in w for w in kube) and any("externalsecrets" in w for w in kube)
 
 
-@pytest.mark.parametrize("skip_in_sync", ["true", "false"])
-def test_second_run_changes_nothing_and_writes_nothing(onboarded, skip_in_sync):
-    # false: every task of every role runs, as without the plan; true (the default): the
-    # plan finds everything in place, in one process, and no role task runs.
+@pytest.mark.parametrize("limit", [[], ["--limit", "build-sandbox"]], ids=["all", "limit"])
+def test_second_run_changes_nothing_and_writes_nothing(onboarded, limit):
     state, env, _first = onboarded
     since = datetime.now(timezone.utc)
-    second = playbook(env, "onboard.yml", "-e", f"@{VARS}", "-e", f"onboard_skip_in_sync={skip_in_sync}")
+    second = playbook(env, "onboard.yml", "-e", f"@{VARS}", *limit)
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap(second)["changed"] == 0, second.stdout[-4000:]
-    assert ("in place: build-sandbox, prow instance; to do: nothing" in second.stdout) == (skip_in_sync == "true")
-    assert ("prow.build_cluster.credentials : Mint a token" in second.stdout) == (skip_in_sync == "false")
+    # Every task of every role ran (no plan skips them), and found everything in place.
+    assert "prow.build_cluster.credentials : Mint a token" in second.stdout
     assert gcp_writes(state, since) == []
     assert kube_writes(state, since) == []
 
@@ -189,14 +212,13 @@ def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
     since = datetime.now(timezone.utc)
     kept = playbook(env, "rotate.yml", "-e", f"@{VARS}")
     assert kept.returncode == 0 and recap(kept)["changed"] == 0, kept.stdout[-3000:]
-    assert "kept: build-sandbox, prow instance; to do: nothing" in kept.stdout
+    assert "build-sandbox: kept (still valid)" in " ".join(kept.stdout.split())
     assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
 
     before = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
     forced = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "force_rotation=true")
     assert forced.returncode == 0, forced.stdout[-3000:]
-    assert "to do: build-sandbox: Mint a token if the stored one is due for build-sandbox: would change" in \
-        " ".join(forced.stdout.split())
+    assert "build-sandbox: rotated (force: true)" in " ".join(forced.stdout.split()), forced.stdout[-3000:]
     assert any(w.endswith(":addVersion") for w in gcp_writes(state, since))
     after = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())["users"][0]["user"]["token"]
     assert after != before
@@ -211,89 +233,104 @@ def build_kubectl(state, *args):
                           capture_output=True, text=True, check=True).stdout
 
 
-def drift_is_found_and_repaired(env, reason, *args):
-    """Onboard again: the plan must name ``reason`` for build-sandbox and the run repair it."""
+def drift_is_found_and_repaired(env, task, *args):
+    """Onboard again: ``task`` must report a change for build-sandbox (and nothing else but the
+    Prow instance's tasks that follow from it), and a third run nothing."""
     run = playbook(env, "onboard.yml", "-e", f"@{VARS}", *args)
     assert run.returncode == 0, run.stdout[-4000:]
-    said = " ".join(run.stdout.split()).replace("''", "'")  # the YAML callback folds and quotes messages
-    assert f"build-sandbox: {reason}" in said, said[-3000:]
-    assert recap(run)["changed"] > 0
+    assert any(name.endswith(task) and host == "build-sandbox" for name, host in changed_tasks(run)), \
+        (task, changed_tasks(run), run.stdout[-3000:])
     again = playbook(env, "onboard.yml", "-e", f"@{VARS}", *args)
-    assert "to do: nothing" in again.stdout and recap(again)["changed"] == 0, again.stdout[-4000:]
+    assert recap(again)["changed"] == 0, again.stdout[-4000:]
     return run
 
 
-def test_the_plan_sees_drift_in_the_build_cluster(onboarded):
+def test_a_rerun_sees_drift_in_the_build_cluster(onboarded):
     state, env, _first = onboarded
     build_kubectl(state, "-n", "test-pods", "annotate", "serviceaccount", "prowjob-default-sa", "iam.gke.io/gcp-service-account-")
-    drift_is_found_and_repaired(env, "Bind the job KSA to the job GSA through Workload Identity: would change")
+    drift_is_found_and_repaired(env, "Bind the job KSA to the job GSA through Workload Identity")
     annotation = build_kubectl(state, "-n", "test-pods", "get", "serviceaccount", "prowjob-default-sa",
                                "-o", "jsonpath={.metadata.annotations.iam\\.gke\\.io/gcp-service-account}")
     assert annotation == "prowjob-default-sa@prow-sandbox-build.iam.gserviceaccount.com"
 
 
-def test_the_plan_sees_a_changed_output_file(onboarded):
+def test_a_rerun_sees_a_changed_output_file(onboarded):
     state, env, _first = onboarded
     entry = state / "out" / "build-sandbox" / "decoration-config.yaml"
     original = entry.read_text()
     entry.write_text(original.replace("prow-sandbox-results", "another-bucket"))
-    drift_is_found_and_repaired(env, "Write the Prow configuration files for build-sandbox: would change")
+    drift_is_found_and_repaired(env, "Write the Prow configuration files for build-sandbox")
     assert entry.read_text() == original
 
 
-def test_the_plan_sees_a_changed_variable(onboarded, tmp_path):
+def test_a_rerun_sees_a_changed_variable(onboarded, tmp_path):
     _state, env, _first = onboarded
     more = bad_vars(tmp_path, lambda doc: doc["prow"]["control_plane_service_accounts"].append(
         "external-secrets@prow-sandbox-prow.iam.gserviceaccount.com"))
     run = playbook(env, "onboard.yml", "-e", f"@{more}")
     assert run.returncode == 0, run.stdout[-4000:]
-    said = " ".join(run.stdout.split()).replace("''", "'")
-    assert "build-sandbox: Grant write access on the bucket to the job GSA and Prow's control plane: would change" in said, \
-        said[said.find("to do:"):][:600]
-    assert recap(run)["changed"] > 0
+    assert ("prow.build_cluster.gcs_access : Grant write access on the bucket to the job GSA and Prow's control plane",
+            "build-sandbox") in changed_tasks(run), changed_tasks(run)
 
 
-def test_the_plan_checks_each_cluster_with_its_own_settings(onboarded, tmp_path):
-    # A second GKE cluster: the plan renders each cluster's calls in turn, and drift in one
-    # must make that one stale, not the other.
-    state, env, _first = onboarded
-    # Its own job GSA: offboarding it below deletes that GSA, and the projects are the same.
-    two = bad_vars(tmp_path, lambda doc: doc["build_clusters"].append(
+def two_clusters(tmp_path):
+    """The sandbox's vars with a second GKE cluster, build-two, with its own job GSA (offboarding it
+    deletes that GSA, and the projects are the same)."""
+    return bad_vars(tmp_path, lambda doc: doc["build_clusters"].append(
         dict(doc["build_clusters"][0], alias="build-two", job_service_account="prowjob-two",
              gke=dict(doc["build_clusters"][0]["gke"], name="prow-build-2"))))
+
+
+def test_each_cluster_is_a_host_with_its_own_settings_and_limit_touches_one(onboarded, tmp_path):
+    state, env, _first = onboarded
+    two = two_clusters(tmp_path)
     component = {p.name: p.read_text() for p in (state / "out" / "prow").iterdir() if p.name != "external-secret.yaml"}
     first = playbook(env, "onboard.yml", "-e", f"@{two}")
     assert first.returncode == 0, first.stdout[-4000:]
-    said = " ".join(first.stdout.split()).replace("''", "'")
-    assert "in place: build-sandbox;" in said and "build-two: Create the GKE cluster" in said, said[-3000:]
+    # The Prow instance's play runs once, on the first host: its changes are the instance's.
+    per_cluster = changed_tasks(first, "Onboard each build cluster")
+    assert [task for task, host in per_cluster if host == "build-sandbox"] == [], first.stdout[-4000:]
+    assert [task for task, host in per_cluster if host == "build-two"]
     # A second cluster changes only the Secret's data: one more ExternalSecret entry, the same
     # deployment changes.
     assert external_secret_keys(env) == ["build-sandbox", "build-two"]
     assert {p.name: p.read_text() for p in (state / "out" / "prow").iterdir() if p.name != "external-secret.yaml"} == component
 
-    composite = str(state / "out" / "composite.kubeconfig")
-    subprocess.run([str(BIN / "kubectl"), "--kubeconfig", composite, "--context", "build-two", "-n", "test-pods",
+    composite = state / "out" / "composite.kubeconfig"
+    subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(composite), "--context", "build-two", "-n", "test-pods",
                     "annotate", "serviceaccount", "prowjob-two", "iam.gke.io/gcp-service-account-"],
                    check=True, capture_output=True)
+    # --limit build-sandbox: build-two's drift is not looked at, and the composite and the
+    # ExternalSecret keep it.
     since = datetime.now(timezone.utc)
-    again = playbook(env, "onboard.yml", "-e", f"@{two}")
-    said = " ".join(again.stdout.split()).replace("''", "'")
-    assert "in place: build-sandbox, prow instance; to do: build-two: Bind the job KSA" in said, said[-3000:]
+    limited = playbook(env, "onboard.yml", "-e", f"@{two}", "--limit", "build-sandbox")
+    assert limited.returncode == 0 and recap(limited)["changed"] == 0, limited.stdout[-4000:]
+    assert "build-two" not in {host for line in limited.stdout.splitlines() if line.startswith(("ok: [", "changed: ["))
+                               for host in [line.split("[", 1)[1].split("]", 1)[0]]}
+    assert sorted(c["name"] for c in yaml.safe_load(composite.read_text())["contexts"]) == ["build-sandbox", "build-two"]
+    assert external_secret_keys(env) == ["build-sandbox", "build-two"]
+    assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
+    # --limit build-two repairs it, and only it.
+    since = datetime.now(timezone.utc)
+    repaired = playbook(env, "onboard.yml", "-e", f"@{two}", "--limit", "build-two")
+    assert repaired.returncode == 0, repaired.stdout[-4000:]
+    assert changed_tasks(repaired) == [
+        ("prow.build_cluster.gcs_access : Bind the job KSA to the job GSA through Workload Identity", "build-two")]
     repairs = [w for w in kube_writes(state, since) if "serviceaccounts/prowjob-two" in w]
     assert len(repairs) == 1, repairs
     third = playbook(env, "onboard.yml", "-e", f"@{two}")
-    assert "to do: nothing" in third.stdout and recap(third)["changed"] == 0, third.stdout[-3000:]
+    assert recap(third)["changed"] == 0, third.stdout[-3000:]
 
-    # Offboarding build-two removes its entry only; build-sandbox stays in the ExternalSecret.
-    doc = yaml.safe_load(two.read_text())
-    kept, gone = doc["build_clusters"]
-    offboard_vars = tmp_path / "offboard.yml"
-    offboard_vars.write_text(yaml.safe_dump(dict(doc, build_clusters=[gone], remaining_clusters=[kept])))
-    off = playbook(env, "offboard.yml", "-e", f"@{offboard_vars}", "-e", "delete_clusters=true")
+    # Offboarding build-two (--limit) removes it through the roles; build-sandbox stays everywhere.
+    refused = playbook(env, "offboard.yml", "-e", f"@{two}")
+    assert refused.returncode != 0 and "choose them with --limit" in refused.stdout
+    off = playbook(env, "offboard.yml", "-e", f"@{two}", "--limit", "build-two", "-e", "delete_clusters=true")
     assert off.returncode == 0, off.stdout[-4000:]
     assert external_secret_keys(env) == ["build-sandbox"]
+    assert [c["name"] for c in yaml.safe_load(composite.read_text())["contexts"]] == ["build-sandbox"]
+    assert not (state / "out" / "build-two").exists()
     again = playbook(env, "onboard.yml", "-e", f"@{VARS}")
-    assert "to do: nothing" in again.stdout and recap(again)["changed"] == 0, again.stdout[-3000:]
+    assert recap(again)["changed"] == 0, again.stdout[-3000:]
 
 
 def test_direct_delivery_writes_one_secret_with_a_key_per_cluster(onboarded, tmp_path):
@@ -341,8 +378,8 @@ def set_in(path, value):
 @pytest.mark.parametrize(
     ("case", "mutate", "message"),
     [
-        ("missing build_clusters", set_in(["build_clusters"], KeyError), "build_clusters"),
-        ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "aliases must be unique lowercase DNS labels"),
+        ("missing build_clusters", set_in(["build_clusters"], KeyError), "no build clusters: give build_clusters"),
+        ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "must be a lowercase DNS label"),
         ("72h token on GKE", set_in(["build_clusters", 0, "token_duration"], "72h"), "on GKE a token lives at most 48h"),
         ("retired KES delivery", set_in(["prow", "delivery"], "kes"), "prow.delivery kes is retired"),
         ("bucket that does not exist",

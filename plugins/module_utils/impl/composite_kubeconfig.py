@@ -45,7 +45,12 @@ def argument_spec():
     spec = copy.deepcopy(K8S_AUTH_ARGSPEC)
     spec.update(copy.deepcopy(GCP_AUTH_ARGSPEC))
     spec.update(
-        members={"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(sources.SOURCE_OPTIONS)},
+        members={
+            "type": "list",
+            "elements": "dict",
+            "required": True,
+            "options": {**copy.deepcopy(sources.SOURCE_OPTIONS), "optional": {"type": "bool", "default": False}},
+        },
         dest={"type": "path"},
         kubernetes_secret={  # where to write, not a secret value
             "type": "dict",
@@ -90,12 +95,20 @@ def validate(module):
 
 
 def load_members(module):
+    """[(label, config)] of the members found, and the labels of the optional ones that were not."""
     reader = sources.SourceReader(module)
     members = []
+    missing = []
     for index, item in enumerate(module.params["members"]):
         label = sources.label_of(item, f"members[{index}]")
         try:
             text = reader.read(item, label)
+            if text is None and item["optional"]:
+                # A cluster whose first onboarding has not stored a kubeconfig yet: the others
+                # must not lose their place in what Prow loads because of it.
+                module.warn(f"{label}: no such {'secret' if item.get('secret') else 'file'} yet; left out")
+                missing.append(label)
+                continue
             if text is None:
                 module.fail_json(msg=f"{label}: no such {'secret' if item.get('secret') else 'file'}")
             config = kc.parse(text, label)
@@ -105,7 +118,7 @@ def load_members(module):
             fail_on_api_error(module, exc)
         sources.hide_credentials(module, config)
         members.append((label, config))
-    return members
+    return members, missing
 
 
 def describe(config):
@@ -221,7 +234,7 @@ def run(module):
     warn_before = validate(module)
     params = module.params
 
-    members = load_members(module)
+    members, missing = load_members(module)
     try:
         merged, owners = kc.merge(members, require_default=params["require_default"])
     except kc.KubeconfigError as exc:
@@ -254,6 +267,7 @@ def run(module):
         changed=changed,
         fingerprint=digest,
         contexts=contexts,
+        missing=missing,
         diff={"before": before, "after": after, "before_header": header, "after_header": header},
     )
     if params["return_content"]:

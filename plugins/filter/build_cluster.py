@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filters that derive a build cluster's names from its settings, one definition each.
+
+A build cluster's settings are the ``build_clusters[]`` item of vars.yml (or the ``build_cluster``
+host variable of an inventory host), with ``alias`` set; ``prow`` is the Prow instance's settings.
+The roles and playbooks derive from them, through these filters only: how to reach the cluster,
+where its kubeconfig is stored, and the settings of every build cluster host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+DEFAULT_SECRET_NAME = "prow_build_cluster_kubeconfig_{alias}"
+
+
+def _settings(value, what):
+    if not isinstance(value, Mapping):
+        raise AnsibleFilterError(f"{what}: expected the settings of a build cluster (a dict), got {type(value).__name__}")
+    if not value.get("alias"):
+        raise AnsibleFilterError(f"{what}: the build cluster's settings have no alias")
+    return value
+
+
+def cluster_connection(settings):
+    """How modules reach the cluster: ``{'gke': projects/P/locations/L/clusters/C}`` for a GKE cluster,
+    else ``{'kubeconfig': PATH[, 'context': NAME]}``: the modules' own connection options."""
+    settings = _settings(settings, "cluster_connection")
+    gke = settings.get("gke")
+    if gke:
+        return {"gke": f"projects/{settings.get('project')}/locations/{gke.get('location')}/clusters/{gke.get('name')}"}
+    connection = {"kubeconfig": settings.get("kubeconfig") or ""}
+    if settings.get("context"):
+        connection["context"] = settings["context"]
+    return connection
+
+
+def cluster_secret(settings, prow):
+    """The Secret Manager secret holding Prow's kubeconfig for the cluster, projects/P/secrets/S: in
+    ``secret_project`` (else the Prow project), named ``secret_name`` (else after the alias)."""
+    settings = _settings(settings, "cluster_secret")
+    if not isinstance(prow, Mapping):
+        raise AnsibleFilterError("cluster_secret: expected the Prow settings (a dict) as argument")
+    project = settings.get("secret_project") or prow.get("project")
+    name = settings.get("secret_name") or DEFAULT_SECRET_NAME.format(alias=settings["alias"])
+    return f"projects/{project}/secrets/{name}"
+
+
+def cluster_members(clusters, prow):
+    """Each cluster's stored kubeconfig as a composite_kubeconfig member: ``{name: alias, secret,
+    optional}`` (optional when the cluster's settings say so: its first onboarding may not have
+    stored one yet)."""
+    if not isinstance(clusters, list):
+        raise AnsibleFilterError("cluster_members: expected a list of build clusters' settings")
+    return [
+        {"name": cluster["alias"], "secret": cluster_secret(cluster, prow), "optional": bool(cluster.get("optional"))}
+        for cluster in (_settings(item, "cluster_members") for item in clusters)
+    ]
+
+
+def build_clusters_of(hosts, hostvars):
+    """The settings of each of ``hosts`` (``build_cluster``, with ``alias`` the host's name), from
+    ``hostvars``: how a play that runs once (the Prow instance's) sees every build cluster, also
+    those outside ``--limit``."""
+    clusters = []
+    for host in hosts:
+        host_vars = hostvars[host]
+        if "build_cluster" not in host_vars:
+            raise AnsibleFilterError(f"host {host} of the build clusters' group has no build_cluster variable")
+        settings = dict(host_vars["build_cluster"] or {})
+        settings["alias"] = host
+        clusters.append(settings)
+    return clusters
+
+
+def instance_clusters(hosts, hostvars, removed=(), confirmed=()):
+    """The build clusters the Prow instance keeps, from every host of the group (also outside
+    ``--limit``): not those whose ``state`` is absent nor those ``removed`` by this run. Those not
+    ``confirmed`` by this run (onboarded or rotated just now) are ``optional``: a cluster outside
+    ``--limit`` or one that failed may not have a stored kubeconfig yet, and must not keep the
+    others out of what Prow loads."""
+    clusters = []
+    for settings in build_clusters_of(hosts, hostvars):
+        if settings.get("state", "present") == "absent" or settings["alias"] in removed:
+            continue
+        settings["optional"] = settings["alias"] not in confirmed
+        clusters.append(settings)
+    return clusters
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "cluster_connection": cluster_connection,
+            "cluster_secret": cluster_secret,
+            "cluster_members": cluster_members,
+            "build_clusters_of": build_clusters_of,
+            "instance_clusters": instance_clusters,
+        }

@@ -1,0 +1,65 @@
+"""The filters that derive a build cluster's names from its settings (plugins/filter/build_cluster.py)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.prow.build_cluster.plugins.filter import build_cluster as f
+
+PROW = {"project": "prow-project"}
+GKE = {"alias": "build-a", "project": "team-a", "gke": {"location": "us-central1", "name": "build"}}
+KUBECONFIG = {"alias": "build-b", "project": "team-b", "kubeconfig": "/k/b", "context": "b"}
+
+
+def test_a_gke_cluster_is_reached_through_the_gke_api():
+    assert f.cluster_connection(GKE) == {"gke": "projects/team-a/locations/us-central1/clusters/build"}
+
+
+def test_any_other_cluster_by_its_kubeconfig_and_context_when_given():
+    assert f.cluster_connection(KUBECONFIG) == {"kubeconfig": "/k/b", "context": "b"}
+    assert f.cluster_connection(dict(KUBECONFIG, context=None)) == {"kubeconfig": "/k/b"}
+
+
+@pytest.mark.parametrize("bad", [None, "build-a", {"project": "p"}])
+def test_settings_without_an_alias_are_refused(bad):
+    with pytest.raises(AnsibleFilterError, match="cluster_connection"):
+        f.cluster_connection(bad)
+
+
+def test_the_secret_is_named_after_the_alias_in_the_prow_project_unless_set():
+    assert f.cluster_secret(GKE, PROW) == "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a"
+    assert f.cluster_secret(dict(GKE, secret_project="team-a", secret_name="kc"), PROW) == "projects/team-a/secrets/kc"
+
+
+def test_members_carry_the_alias_the_secret_and_whether_they_may_be_missing():
+    assert f.cluster_members([GKE, dict(KUBECONFIG, optional=True)], PROW) == [
+        {"name": "build-a", "secret": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a", "optional": False},
+        {"name": "build-b", "secret": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-b", "optional": True},
+    ]
+
+
+HOSTVARS = {
+    "build-a": {"build_cluster": {"project": "team-a", "gke": GKE["gke"]}},
+    "build-b": {"build_cluster": {"project": "team-b", "kubeconfig": "/k/b", "state": "absent"}},
+    "build-c": {"build_cluster": {"project": "team-c", "kubeconfig": "/k/c"}},
+}
+
+
+def test_each_host_gives_its_settings_with_its_name_as_alias():
+    clusters = f.build_clusters_of(["build-a", "build-c"], HOSTVARS)
+    assert [(c["alias"], c["project"]) for c in clusters] == [("build-a", "team-a"), ("build-c", "team-c")]
+    assert "alias" not in HOSTVARS["build-a"]["build_cluster"]  # a copy: hostvars are not changed
+
+
+def test_a_host_without_settings_is_an_error_naming_it():
+    with pytest.raises(AnsibleFilterError, match="host build-x"):
+        f.build_clusters_of(["build-x"], {"build-x": {}})
+
+
+def test_the_instance_keeps_every_cluster_but_absent_and_removed_ones():
+    kept = f.instance_clusters(list(HOSTVARS), HOSTVARS, removed=["build-c"], confirmed=["build-a"])
+    assert [(c["alias"], c["optional"]) for c in kept] == [("build-a", False)]
+    # A cluster this run did not confirm (outside --limit, or failed) may lack a stored kubeconfig.
+    kept = f.instance_clusters(list(HOSTVARS), HOSTVARS, confirmed=["build-a"])
+    assert [(c["alias"], c["optional"]) for c in kept] == [("build-a", False), ("build-c", True)]
