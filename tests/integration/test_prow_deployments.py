@@ -126,8 +126,9 @@ def render_component(ansible, out, namespace, clusters, **role_vars):
     run = ansible.run([{"name": "instance", "ansible.builtin.include_role": {
         "name": "prow.build_cluster.prow_config", "tasks_from": "instance"},
         "vars": {"prow_config_output_dir": str(out), "prow_config_prow_namespace": namespace,
-                 "prow_config_gsm_project": "prow-project", "prow_config_secret_sync": "external_secrets",
-                 "prow_config_clusters": [{"alias": a, "gsm_secret": f"prow_build_cluster_kubeconfig_{a}"} for a in clusters],
+                 "prow_config_secret_sync": "external_secrets",
+                 "prow_config_clusters": [{"name": a, "secret": f"projects/prow-project/secrets/prow_build_cluster_kubeconfig_{a}"}
+                                          for a in clusters],
                  **role_vars}}])
     assert run.returncode == 0, run.stdout[-3000:]
     return out / "prow"
