@@ -66,8 +66,11 @@ def _write_env(state: Path, clusters: dict[str, kube.Cluster], gcp: dict | None)
     _write_atomic(state / "env", "\n".join(lines) + "\n")
 
 
-def cmd_up(state: Path) -> int:
-    """Start (or find running) the sandbox clusters and the GCP fake; write env files."""
+def cmd_up(state: Path, gcp_config: dict | None = None) -> int:
+    """Start (or find running) the sandbox clusters and the GCP fake; write env files.
+
+    ``gcp_config``: the fake's behaviour switches (``POST /_fake/config``), e.g.
+    ``{"gke_operation_latency": "CREATE_CLUSTER=60"}``."""
     build.ensure_binary()
     # Two apiservers start faster side by side than one after the other on 2 cores
     # (much of the start is waiting on post-start hooks, not CPU).
@@ -82,8 +85,9 @@ def cmd_up(state: Path) -> int:
         print("GCP fake: prow_sandbox.gcp.daemon is not available; skipped "
               "(env has no SANDBOX_GCP_PROJECT / GCP_API_ENDPOINTS)")
     else:
-        gcp = daemon.start(state)
-        print(f"GCP fake: pid {gcp['pid']} project {gcp['project']}")
+        gcp = daemon.start(state, gcp_config)
+        print(f"GCP fake: pid {gcp['pid']} project {gcp['project']}"
+              + "".join(f"; {k}={v}" for k, v in (gcp_config or {}).items()))
     _write_env(state, clusters, gcp)
     print(f"wrote {state / 'env'}; use it with: . {state / 'env'}")
     return 0
@@ -195,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         "assets", help="fetch the pinned external files (CRDs, Prow manifests) if needed; print their paths")
     assets_parser.add_argument("names", nargs="*", metavar="ASSET",
                                help=f"assets to print (default: fetch all); one of {', '.join(sorted(assets.ASSETS))}")
-    sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
+    up = sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
+    up.add_argument("--gcp-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a switch of the GCP fake's POST /_fake/config, from the start (a running "
+                         "fake gets it at once), e.g. gke_operation_latency=CREATE_CLUSTER=60")
     sub.add_parser("down", help="stop everything in the state directory")
     sub.add_parser("status", help="show what runs")
     prow_parser = sub.add_parser("prow", help="the sandbox's Prow (prow-controller-manager with plank)")
@@ -248,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: {len(paths)} file(s) in {paths[0].parent}")
             return 0
         if args.command == "up":
-            return cmd_up(state)
+            if any("=" not in kv for kv in args.gcp_config):
+                parser.error("--gcp-config takes KEY=VALUE")
+            return cmd_up(state, dict(kv.split("=", 1) for kv in args.gcp_config))
         if args.command == "down":
             return cmd_down(state)
         if args.command == "status":
