@@ -224,8 +224,21 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser = sub.add_parser("bench-kube", help="time to /readyz and RSS per cluster")
     bench_parser.add_argument("--clusters", type=int, default=2)
     onboard_bench = sub.add_parser(
-        "bench", help="onboard, no-op re-run and rotation for 1 and 5 clusters vs a bare-script floor")
-    onboard_bench.add_argument("--clusters", default="1,5", help="comma-separated cluster counts (default 1,5)")
+        "bench", help="onboard (with GKE latency), no-op re-run and rotation for 1, 5 and 20 clusters "
+                      "vs a bare-script floor; checks issue #13's targets")
+    onboard_bench.add_argument("--counts", "--clusters", dest="counts",
+                               default=",".join(map(str, bench_onboard.DEFAULT_COUNTS)),
+                               help="comma-separated cluster counts, each in a fresh sandbox (default %(default)s)")
+    onboard_bench.add_argument("--latency", default="60", metavar="SECONDS|TYPE=SECONDS,...",
+                               help="GKE operation latency of the first onboarding: seconds of a cluster "
+                                    "create, or per operation type as gke_operation_latency takes it; 0: none "
+                                    "(default %(default)s)")
+    onboard_bench.add_argument("--latency-counts", default=",".join(map(str, bench_onboard.DEFAULT_LATENCY_COUNTS)),
+                               help="the counts whose sandbox gets the latency (default %(default)s; the "
+                                    "others create clusters at the fake's pace)")
+    onboard_bench.add_argument("--scenarios", default=",".join(bench_onboard.SCENARIOS),
+                               help=f"of {', '.join(bench_onboard.SCENARIOS)}, after the first onboarding "
+                                    "(which always runs) (default %(default)s)")
     onboard_bench.add_argument("--output", type=Path, default=bench_onboard.DEFAULT_OUTPUT,
                                help="markdown file for the results (default docs/bench.md)")
     onboard_bench.add_argument("--no-write", action="store_true", help="print only")
@@ -274,9 +287,17 @@ def main(argv: list[str] | None = None) -> int:
                   else f"{args.name} was not running")
             return 0
         if args.command == "bench":
-            return bench_onboard.main([int(n) for n in args.clusters.split(",")],
+            scenarios = tuple(x for x in args.scenarios.split(",") if x)
+            if set(scenarios) - set(bench_onboard.SCENARIOS):
+                parser.error(f"--scenarios: of {', '.join(bench_onboard.SCENARIOS)}")
+            try:
+                latency = bench_onboard.parse_latency(args.latency)
+            except (KeyError, TypeError, ValueError) as exc:
+                parser.error(f"--latency: {exc}")
+            return bench_onboard.main([int(n) for n in args.counts.split(",")],
                                       None if args.no_write else args.output, args.keep,
-                                      dict(kv.split("=", 1) for kv in args.ansible_env))
+                                      dict(kv.split("=", 1) for kv in args.ansible_env), latency,
+                                      tuple(int(n) for n in args.latency_counts.split(",") if n), scenarios)
         return bench.main(args.clusters)
     except (kube.ClusterStartError, assets.AssetError, RuntimeError) as exc:
         print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)
