@@ -71,6 +71,9 @@ def cmd_up(state: Path, gcp_config: dict | None = None) -> int:
 
     ``gcp_config``: the fake's behaviour switches (``POST /_fake/config``), e.g.
     ``{"gke_operation_latency": "CREATE_CLUSTER=60"}``."""
+    daemon = _gcp_daemon()
+    if daemon is not None and gcp_config:
+        daemon.check_config(gcp_config)  # before starting anything
     build.ensure_binary()
     # Two apiservers start faster side by side than one after the other on 2 cores
     # (much of the start is waiting on post-start hooks, not CPU).
@@ -79,7 +82,6 @@ def cmd_up(state: Path, gcp_config: dict | None = None) -> int:
         clusters = {c.name: c for c in started}
     for c in clusters.values():
         print(f"cluster {c.name}: {c.server} pid {c.pid} kubeconfig {c.kubeconfig}")
-    daemon = _gcp_daemon()
     gcp = None
     if daemon is None:
         print("GCP fake: prow_sandbox.gcp.daemon is not available; skipped "

@@ -69,10 +69,7 @@ def start(state_dir: Path | None = None, config: dict[str, Any] | None = None) -
     gcp_dir = state / "gcp"
     gcp_dir.mkdir(parents=True, exist_ok=True)
     config = dict(config or {})
-    try:
-        Config().update(config)  # a bad switch fails here, not as a fake that exits at start
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RuntimeError(f"bad GCP fake config {config}: {exc}") from exc
+    check_config(config)  # a bad switch fails here, not as a fake that exits at start
     pid = _pid(state)
     if pid is not None:
         info = _info(state, pid)
@@ -102,6 +99,14 @@ def start(state_dir: Path | None = None, config: dict[str, Any] | None = None) -
     stop(state)
     raise RuntimeError(f"the GCP fake did not answer within {START_TIMEOUT:.0f}s; "
                        f"see {gcp_dir / 'server.log'}")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """RuntimeError unless ``config`` holds valid behaviour switches."""
+    try:
+        Config().update(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RuntimeError(f"bad GCP fake config {config}: {exc!r}") from exc
 
 
 def configure(base_url: str, config: dict[str, Any]) -> dict[str, Any]:
