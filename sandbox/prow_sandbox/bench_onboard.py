@@ -705,9 +705,10 @@ RSS of every sandbox process (each apiserver embeds its etcd) and their CPU use 
 {IDLE_SAMPLE:g} s with no playbook running. 20 build clusters are 20 real apiservers created
 through the fake GKE API, as for 1 and 5: measured on 2026-12-02 at 5.5 GiB RSS for the 21
 apiservers and about 30 % of one core idle, which 2 cores and 24 GiB carry (the **sandbox CPU
-s** column shows what they take from a run). Kubeconfig-mode build clusters would not be
-lighter: each build cluster still needs an apiserver of its own, since onboarding creates the
-same namespace, service accounts and bindings in every one.
+s** column shows what they take from a run). The alternative, kubeconfig-mode build clusters
+sharing one apiserver, would need different names for everything onboarding creates in each
+(namespace, service accounts, bindings) and would measure GKE reads that do not happen; not
+worth it at that cost.
 
 ## Where the no-op run's time goes (module processes)
 
