@@ -707,7 +707,7 @@ through the fake GKE API, as for 1 and 5: measured on 2026-12-02 at 5.5 GiB RSS 
 apiservers and about 30 % of one core idle, which 2 cores and 24 GiB carry (the **sandbox CPU
 s** column shows what they take from a run). The alternative, kubeconfig-mode build clusters
 sharing one apiserver, would need different names for everything onboarding creates in each
-(namespace, service accounts, bindings) and would measure GKE reads that do not happen; not
+(namespace, service accounts, bindings) and would leave out the GKE reads a GKE cluster costs; not
 worth it at that cost.
 
 ## Where the no-op run's time goes (module processes)
