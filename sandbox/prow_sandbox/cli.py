@@ -66,8 +66,14 @@ def _write_env(state: Path, clusters: dict[str, kube.Cluster], gcp: dict | None)
     _write_atomic(state / "env", "\n".join(lines) + "\n")
 
 
-def cmd_up(state: Path) -> int:
-    """Start (or find running) the sandbox clusters and the GCP fake; write env files."""
+def cmd_up(state: Path, gcp_config: dict | None = None) -> int:
+    """Start (or find running) the sandbox clusters and the GCP fake; write env files.
+
+    ``gcp_config``: the fake's behaviour switches (``POST /_fake/config``), e.g.
+    ``{"gke_operation_latency": "CREATE_CLUSTER=60"}``."""
+    daemon = _gcp_daemon()
+    if daemon is not None and gcp_config:
+        daemon.check_config(gcp_config)  # before starting anything
     build.ensure_binary()
     # Two apiservers start faster side by side than one after the other on 2 cores
     # (much of the start is waiting on post-start hooks, not CPU).
@@ -76,14 +82,14 @@ def cmd_up(state: Path) -> int:
         clusters = {c.name: c for c in started}
     for c in clusters.values():
         print(f"cluster {c.name}: {c.server} pid {c.pid} kubeconfig {c.kubeconfig}")
-    daemon = _gcp_daemon()
     gcp = None
     if daemon is None:
         print("GCP fake: prow_sandbox.gcp.daemon is not available; skipped "
               "(env has no SANDBOX_GCP_PROJECT / GCP_API_ENDPOINTS)")
     else:
-        gcp = daemon.start(state)
-        print(f"GCP fake: pid {gcp['pid']} project {gcp['project']}")
+        gcp = daemon.start(state, gcp_config)
+        print(f"GCP fake: pid {gcp['pid']} project {gcp['project']}"
+              + "".join(f"; {k}={v}" for k, v in (gcp_config or {}).items()))
     _write_env(state, clusters, gcp)
     print(f"wrote {state / 'env'}; use it with: . {state / 'env'}")
     return 0
@@ -195,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         "assets", help="fetch the pinned external files (CRDs, Prow manifests) if needed; print their paths")
     assets_parser.add_argument("names", nargs="*", metavar="ASSET",
                                help=f"assets to print (default: fetch all); one of {', '.join(sorted(assets.ASSETS))}")
-    sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
+    up = sub.add_parser("up", help="start the prow and build clusters and the GCP fake")
+    up.add_argument("--gcp-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a switch of the GCP fake's POST /_fake/config, from the start (a running "
+                         "fake gets it at once), e.g. gke_operation_latency=CREATE_CLUSTER=60")
     sub.add_parser("down", help="stop everything in the state directory")
     sub.add_parser("status", help="show what runs")
     prow_parser = sub.add_parser("prow", help="the sandbox's Prow (prow-controller-manager with plank)")
@@ -217,8 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser = sub.add_parser("bench-kube", help="time to /readyz and RSS per cluster")
     bench_parser.add_argument("--clusters", type=int, default=2)
     onboard_bench = sub.add_parser(
-        "bench", help="onboard, no-op re-run and rotation for 1 and 5 clusters vs a bare-script floor")
-    onboard_bench.add_argument("--clusters", default="1,5", help="comma-separated cluster counts (default 1,5)")
+        "bench", help="onboard (with GKE latency), no-op re-run and rotation for 1, 5 and 20 clusters "
+                      "vs a bare-script floor; checks issue #13's targets")
+    onboard_bench.add_argument("--counts", "--clusters", dest="counts",
+                               default=",".join(map(str, bench_onboard.DEFAULT_COUNTS)),
+                               help="comma-separated cluster counts, each in a fresh sandbox (default %(default)s)")
+    onboard_bench.add_argument("--latency", default="60", metavar="SECONDS|TYPE=SECONDS,...",
+                               help="GKE operation latency of the first onboarding: seconds of a cluster "
+                                    "create, or per operation type as gke_operation_latency takes it; 0: none "
+                                    "(default %(default)s)")
+    onboard_bench.add_argument("--latency-counts", default=",".join(map(str, bench_onboard.DEFAULT_LATENCY_COUNTS)),
+                               help="the counts whose sandbox gets the latency (default %(default)s; the "
+                                    "others create clusters at the fake's pace)")
+    onboard_bench.add_argument("--scenarios", default=",".join(bench_onboard.SCENARIOS),
+                               help=f"of {', '.join(bench_onboard.SCENARIOS)}, after the first onboarding "
+                                    "(which always runs) (default %(default)s)")
     onboard_bench.add_argument("--output", type=Path, default=bench_onboard.DEFAULT_OUTPUT,
                                help="markdown file for the results (default docs/bench.md)")
     onboard_bench.add_argument("--no-write", action="store_true", help="print only")
@@ -248,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: {len(paths)} file(s) in {paths[0].parent}")
             return 0
         if args.command == "up":
-            return cmd_up(state)
+            if any("=" not in kv for kv in args.gcp_config):
+                parser.error("--gcp-config takes KEY=VALUE")
+            return cmd_up(state, dict(kv.split("=", 1) for kv in args.gcp_config))
         if args.command == "down":
             return cmd_down(state)
         if args.command == "status":
@@ -265,9 +289,17 @@ def main(argv: list[str] | None = None) -> int:
                   else f"{args.name} was not running")
             return 0
         if args.command == "bench":
-            return bench_onboard.main([int(n) for n in args.clusters.split(",")],
+            scenarios = tuple(x for x in args.scenarios.split(",") if x)
+            if set(scenarios) - set(bench_onboard.SCENARIOS):
+                parser.error(f"--scenarios: of {', '.join(bench_onboard.SCENARIOS)}")
+            try:
+                latency = bench_onboard.parse_latency(args.latency)
+            except (KeyError, TypeError, ValueError) as exc:
+                parser.error(f"--latency: {exc}")
+            return bench_onboard.main([int(n) for n in args.counts.split(",")],
                                       None if args.no_write else args.output, args.keep,
-                                      dict(kv.split("=", 1) for kv in args.ansible_env))
+                                      dict(kv.split("=", 1) for kv in args.ansible_env), latency,
+                                      tuple(int(n) for n in args.latency_counts.split(",") if n), scenarios)
         return bench.main(args.clusters)
     except (kube.ClusterStartError, assets.AssetError, RuntimeError) as exc:
         print(f"prow-sandbox {args.command}: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""``python -m prow_sandbox.gcp --state-dir DIR [--port N]``: run the fake in the foreground.
+"""``python -m prow_sandbox.gcp --state-dir DIR [--port N] [--config KEY=VALUE ...]``: run the
+fake in the foreground.
 
 :func:`prow_sandbox.gcp.daemon.start` runs this detached. Once the socket is bound it
 writes ``<state_dir>/gcp/info.json`` (what ``daemon.start`` returns) and
@@ -23,10 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prow_sandbox.gcp", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a behaviour switch of POST /_fake/config, set from the start "
+                             "(and kept by reset), e.g. gke_operation_latency=CREATE_CLUSTER=60")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.config):
+        parser.error("--config takes KEY=VALUE")
+    config = dict(item.split("=", 1) for item in args.config)
     logging.basicConfig(level=logging.INFO, format="fake-gcp: %(levelname)s %(message)s")
 
-    fake = FakeGCP(args.state_dir, port=args.port)
+    fake = FakeGCP(args.state_dir, port=args.port, config=config)
     info = fake.info()
     write_private(fake.state_dir / "endpoints.json",
                    json.dumps(info["endpoints"], indent=2, sort_keys=True) + "\n")

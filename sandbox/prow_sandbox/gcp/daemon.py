@@ -14,9 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from .state import Config
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 30.0  # the fake may be stopping GKE apiservers
@@ -55,24 +58,32 @@ def _info(state: Path, pid: int) -> dict[str, Any] | None:
     }
 
 
-def start(state_dir: Path | None = None) -> dict[str, Any]:
+def start(state_dir: Path | None = None, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Start the fake for ``state_dir`` (or find it running); return its info:
     ``endpoints``, ``endpoints_file``, ``project``, ``prow_project``, ``build_project``,
-    ``credentials_file`` (the operator's key file), ``pid``, ``base_url``."""
+    ``credentials_file`` (the operator's key file), ``pid``, ``base_url``.
+
+    ``config``: behaviour switches (``POST /_fake/config``). A fake started here gets them
+    from the start (``--config``: kept by a reset); a fake already running gets them set now."""
     state = _state(state_dir)
     gcp_dir = state / "gcp"
     gcp_dir.mkdir(parents=True, exist_ok=True)
+    config = dict(config or {})
+    check_config(config)  # a bad switch fails here, not as a fake that exits at start
     pid = _pid(state)
     if pid is not None:
         info = _info(state, pid)
         if info is not None:
+            if config:
+                configure(info["base_url"], config)
             return info
         stop(state)  # alive but not answering: replace it
     (gcp_dir / "info.json").unlink(missing_ok=True)
+    switches = [f"--config={key}={_cli_value(value)}" for key, value in config.items()]
     with open(gcp_dir / "server.log", "ab") as log:
         # A new session: the fake outlives `prow-sandbox up` and ignores its Ctrl-C.
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "prow_sandbox.gcp", "--state-dir", str(state)],
+            [sys.executable, "-m", "prow_sandbox.gcp", "--state-dir", str(state), *switches],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     (gcp_dir / "pid").write_text(f"{proc.pid}\n", encoding="utf-8")
@@ -88,6 +99,32 @@ def start(state_dir: Path | None = None) -> dict[str, Any]:
     stop(state)
     raise RuntimeError(f"the GCP fake did not answer within {START_TIMEOUT:.0f}s; "
                        f"see {gcp_dir / 'server.log'}")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """RuntimeError unless ``config`` holds valid behaviour switches."""
+    try:
+        Config().update(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RuntimeError(f"bad GCP fake config {config}: {exc!r}") from exc
+
+
+def configure(base_url: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Set behaviour switches of a running fake; return its whole config."""
+    request = urllib.request.Request(base_url + "/_fake/config", data=json.dumps(config).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"the GCP fake refused config {config}: {exc.read().decode()}") from exc
+
+
+def _cli_value(value: Any) -> str:
+    # The command-line form Config.update parses: a dict switch as TYPE=SECONDS,...
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def stop(state_dir: Path | None = None) -> bool:

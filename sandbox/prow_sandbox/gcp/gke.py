@@ -10,7 +10,10 @@ webhook), which maps project owners and ``roles/container.admin`` holders to
 
 Operations go PENDING -> RUNNING -> DONE over successive polls of ``operations.get`` (DONE
 only once the work, e.g. the apiserver start, has finished); a client that never polls sees
-them finish a second after the work did. A cluster runs one operation at a time: another
+them finish a second after the work did. ``Config.gke_operation_latency`` makes operations of
+the given types last at least that long, as on GKE (a create takes minutes): the work starts at
+once (the apiserver start overlaps the wait) and the operation is DONE at
+max(latency, work finished). A cluster runs one operation at a time: another
 mutating call meanwhile is 400 FAILED_PRECONDITION, as on GKE, worded in one of GKE's two
 ways: "Operation X is currently ..." while a caller's operation runs, and "Cluster is
 currently being created, deleted, updated or repaired and cannot be updated." while GKE
@@ -126,6 +129,8 @@ class Operation:
     status: str = "PENDING"
     running_polls: int = 0
     work_done_at: float | None = None
+    # Simulated GKE latency: not DONE before this (monotonic) time, however fast the work was.
+    not_before: float = field(default_factory=time.monotonic)
     error: dict[str, Any] | None = None
     start: str = field(default_factory=now_rfc3339)
     end: str | None = None
@@ -144,9 +149,10 @@ class Operation:
             return
         if poll:
             self.running_polls += 1
-        if self.work_done_at is None:
+        now = time.monotonic()
+        if self.work_done_at is None or now < self.not_before:
             return
-        settled = time.monotonic() - self.work_done_at > SETTLE_SECONDS
+        settled = now - max(self.work_done_at, self.not_before) > SETTLE_SECONDS
         if self.running_polls >= max(1, running_polls_needed) or settled:
             self.status = "DONE"
             self.end = now_rfc3339()
@@ -294,6 +300,8 @@ def _new_operation(ctx: Ctx, c: GkeCluster, op_type: str, target: str,
         fail = "Injected failure (sandbox fault): the operation failed."
     name = f"operation-{time.time_ns() // 1_000_000}-{secrets.token_hex(4)}"
     op = Operation(name, op_type, c, target, on_done, on_fail or (lambda _msg: None), fail)
+    # Taken when the call is made: changing the switch later does not shorten a running op.
+    op.not_before += config.gke_operation_latency.get(op_type, 0.0)
     ctx.state.operations[name] = op
     return op
 

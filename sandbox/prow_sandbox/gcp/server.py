@@ -38,13 +38,17 @@ class FakeGCP:
     """A running fake. ``endpoints`` maps each service to its base URL (no trailing slash)."""
 
     def __init__(self, state_dir: Path | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, config: dict[str, Any] | None = None) -> None:
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="prow-sandbox-")).resolve()
         self.gcp_dir = self.state_dir / "gcp"
         self.gcp_dir.mkdir(parents=True, exist_ok=True)
         self.faults = Faults()
         self.log = RequestLog(self.gcp_dir / "requests.jsonl")
+        # Behaviour switches given at start (``--config``): the fake's own defaults, which
+        # reset() returns to, like the seed.
+        self.initial_config = dict(config or {})
         self.state = State()
+        self.state.config.update(self.initial_config)
         self._kube_names: set[str] = set()
         self._kube_lock = threading.Lock()
         self._server = make_server(host, port, App(self), threaded=True,
@@ -78,11 +82,13 @@ class FakeGCP:
         self.stop_all_kube()
 
     def reset(self) -> None:
-        """Back to the seeded world: faults, config and resources (GKE clusters stopped).
+        """Back to the seeded world: faults, config (as given at start) and resources (GKE
+        clusters stopped).
         The request log is kept; use :meth:`mark` to look at a test's requests only."""
         self.stop_all_kube()
         with self.state.lock:
             self.state = State()
+            self.state.config.update(self.initial_config)
             self._seed()
         self.faults.clear()
 

@@ -127,16 +127,45 @@ class Config:
     # GKE: the next N mutating calls find GKE repairing or upgrading the cluster itself
     # (400 "Cluster is currently being created, deleted, updated or repaired ...").
     gke_maintenance_rejects: int = 0
+    # GKE: seconds an operation of each type (CREATE_CLUSTER, UPDATE_CLUSTER, UPGRADE_NODES,
+    # CREATE_NODE_POOL, DELETE_NODE_POOL, DELETE_CLUSTER) stays RUNNING at least, counted from
+    # the call, as real GKE takes minutes; types not named finish as soon as their work does.
+    # Set as {"CREATE_CLUSTER": 60} or, from a command line, "CREATE_CLUSTER=60,UPGRADE_NODES=5".
+    gke_operation_latency: dict[str, float] = field(default_factory=dict)
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise KeyError(key)
-            value = type(getattr(self, key))(value)
+            if key == "gke_operation_latency":
+                value = parse_operation_latency(value)
+            else:
+                value = type(getattr(self, key))(value)
             if key == "iam_new_sa_visibility" and not all(
                     code in ("200", "403", "404") for code in value.replace(" ", "").split(",") if code):
                 raise ValueError("iam_new_sa_visibility: 200, 403 and 404, comma-separated")
             setattr(self, key, value)
+
+
+GKE_OPERATION_TYPES = ("CREATE_CLUSTER", "DELETE_CLUSTER", "UPDATE_CLUSTER", "UPGRADE_NODES",
+                       "CREATE_NODE_POOL", "DELETE_NODE_POOL")
+
+
+def parse_operation_latency(value: dict[str, Any] | str) -> dict[str, float]:
+    """``{"CREATE_CLUSTER": 60}`` or ``"CREATE_CLUSTER=60,UPGRADE_NODES=5"`` (the command-line
+    form) as a dict; unknown operation types and negative seconds are refused, so a typo
+    cannot silently leave an operation fast."""
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.replace(" ", "").split(",") if item]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("gke_operation_latency: TYPE=SECONDS, comma-separated")
+        value = dict(pairs)
+    latency = {str(op_type).upper(): float(seconds) for op_type, seconds in dict(value).items()}
+    unknown = sorted(set(latency) - set(GKE_OPERATION_TYPES))
+    if unknown or any(seconds < 0 for seconds in latency.values()):
+        raise ValueError(f"gke_operation_latency: seconds >= 0 per operation type, of "
+                         f"{', '.join(GKE_OPERATION_TYPES)} (got {', '.join(unknown) or 'a negative delay'})")
+    return latency
 
 
 class State:

@@ -119,3 +119,36 @@ def test_latency_applies_once_per_request(gcp, operator):
         durations.append(time.monotonic() - started)
     assert durations[0] >= 0.2 and durations[1] >= 0.2 and durations[0] < 0.4
     assert durations[2] < 0.2
+
+
+def test_operation_latency_switch_through_the_admin_api(gcp):
+    base = gcp.fake.base_url
+    set_ = lambda value: requests.post(f"{base}/_fake/config", json={"gke_operation_latency": value},  # noqa: E731
+                                       timeout=5)
+    assert set_("create_cluster=60, UPGRADE_NODES=5").json()["gke_operation_latency"] == {
+        "CREATE_CLUSTER": 60.0, "UPGRADE_NODES": 5.0}
+    assert set_({"DELETE_CLUSTER": 1}).json()["gke_operation_latency"] == {"DELETE_CLUSTER": 1.0}
+    # A typo must not silently leave every operation fast.
+    for bad in ("CREATE=60", "CREATE_CLUSTER", {"CREATE_CLUSTER": -1}):
+        assert set_(bad).status_code == 400, bad
+    assert requests.get(f"{base}/_fake/config", timeout=5).json()["gke_operation_latency"] == {"DELETE_CLUSTER": 1.0}
+
+
+def test_daemon_takes_switches_at_start_and_keeps_them_over_reset(tmp_path):
+    with pytest.raises(RuntimeError, match="gke_operation_latency"):
+        daemon.start(tmp_path, {"gke_operation_latency": "CREATE=60"})
+    assert not (tmp_path / "gcp" / "pid").exists()  # refused before starting anything
+    info = daemon.start(tmp_path, {"gke_operation_latency": {"CREATE_CLUSTER": 60}, "gke_running_polls": 2})
+    try:
+        config = lambda: requests.get(info["base_url"] + "/_fake/config", timeout=5).json()  # noqa: E731
+        assert config()["gke_operation_latency"] == {"CREATE_CLUSTER": 60.0}
+        assert config()["gke_running_polls"] == 2
+        # Given at start, they are the fake's defaults: a reset comes back to them.
+        requests.post(info["base_url"] + "/_fake/config", json={"gke_operation_latency": {}}, timeout=5)
+        assert requests.post(info["base_url"] + "/_fake/reset", timeout=30).status_code == 200
+        assert config()["gke_operation_latency"] == {"CREATE_CLUSTER": 60.0}
+        # `prow-sandbox up` again on a running fake sets them at runtime.
+        assert daemon.start(tmp_path, {"gke_operation_latency": "UPDATE_CLUSTER=3"})["pid"] == info["pid"]
+        assert config()["gke_operation_latency"] == {"UPDATE_CLUSTER": 3.0}
+    finally:
+        assert daemon.stop(tmp_path)

@@ -262,6 +262,78 @@ def test_gke_busy_with_its_own_maintenance_uses_the_other_wording(env, created):
         "desired_release_channel": {"channel": container_v1.ReleaseChannel.Channel.REGULAR}}))
 
 
+def test_operation_latency_keeps_an_update_running(env, created):
+    # As on GKE, an operation lasts: polled before the configured latency it is RUNNING
+    # (although the fake's work finished at once), after it DONE.
+    client = env.container()
+    name = f"{PARENT}/clusters/build-a"
+    Channel = container_v1.ReleaseChannel.Channel
+    env.configure(gke_operation_latency={"UPDATE_CLUSTER": 2})
+    try:
+        started = time.monotonic()
+        op = client.update_cluster(name=name, update={"desired_release_channel": {"channel": Channel.RAPID}})
+        polls = []
+        while op.status != Status.DONE:
+            assert time.monotonic() - started < 30, f"stuck: {polls}"
+            time.sleep(0.2)
+            op = client.get_operation(name=f"{PARENT}/operations/{op.name}")
+            polls.append((time.monotonic() - started, op.status.name))
+        done_at = polls[-1][0]
+        assert done_at >= 2
+        assert all(status == "RUNNING" for at, status in polls[:-1]) and len(polls) >= 5
+        assert client.get_cluster(name=name).release_channel.channel == Channel.RAPID
+    finally:
+        env.configure(gke_operation_latency={})
+        wait(client, client.update_cluster(name=name, update={
+            "desired_release_channel": {"channel": Channel.REGULAR}}))
+
+
+def test_operation_latency_applies_to_configured_types_only(env, created):
+    # Latency for node pool and create operations leaves a cluster update as fast as without
+    # any: PENDING, RUNNING, DONE on three successive polls (today's timing, as with 0).
+    client = env.container()
+    name = f"{PARENT}/clusters/build-a"
+    Channel = container_v1.ReleaseChannel.Channel
+    for latency in ({"UPGRADE_NODES": 30, "CREATE_CLUSTER": 30}, {"UPDATE_CLUSTER": 0}):
+        env.configure(gke_operation_latency=latency)
+        for channel in (Channel.RAPID, Channel.REGULAR):
+            started = time.monotonic()
+            op, seen = wait(client, client.update_cluster(
+                name=name, update={"desired_release_channel": {"channel": channel}}))
+            assert seen == ["PENDING", "RUNNING", "DONE"], (latency, seen)
+            assert time.monotonic() - started < 5 and not op.error.message
+
+
+def test_create_latency_overlaps_the_apiserver_start(env, created):
+    # The apiserver starts at once: it is up while the create is still RUNNING, and the
+    # operation is DONE at the latency, not at latency + start time.
+    latency = 15.0
+    client = env.container()
+    env.configure(gke_operation_latency=f"CREATE_CLUSTER={latency}")
+    started = time.monotonic()
+    op = client.create_cluster(parent=PARENT, cluster={"name": "slow-create", "initial_node_count": 1})
+    try:
+        running_with_apiserver = []
+        while op.status != Status.DONE:
+            assert time.monotonic() - started < latency + 60, "create never finished"
+            time.sleep(0.5)
+            op = client.get_operation(name=f"{PARENT}/operations/{op.name}")
+            if op.status == Status.RUNNING:
+                fake_cluster = next(c for c in env.fake.state.clusters.values() if c.name == "slow-create")
+                if fake_cluster.kube is not None:
+                    running_with_apiserver.append(time.monotonic() - started)
+                    # GKE's cluster stays PROVISIONING until its create operation is done.
+                    assert client.get_cluster(name=f"{PARENT}/clusters/slow-create").status.name == "PROVISIONING"
+        elapsed = time.monotonic() - started
+        assert latency <= elapsed < latency + 3, elapsed
+        assert running_with_apiserver and running_with_apiserver[0] < latency
+        assert not op.error.message
+        assert client.get_cluster(name=f"{PARENT}/clusters/slow-create").status.name == "RUNNING"
+    finally:
+        env.configure(gke_operation_latency={})
+        wait(client, client.delete_cluster(name=f"{PARENT}/clusters/slow-create"))
+
+
 def test_permission_errors_carry_error_info(env, created):
     with pytest.raises(exceptions.Forbidden) as info:
         env.container(CRIER).get_cluster(name=f"{PARENT}/clusters/build-a")
@@ -291,3 +363,4 @@ def test_delete_stops_the_apiserver(env, created):
     with pytest.raises(exceptions.NotFound):
         client.get_cluster(name=f"{PARENT}/clusters/build-a")
     assert kube.get_cluster(name, env.fake.state_dir) is None
+
