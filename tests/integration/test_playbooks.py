@@ -333,6 +333,45 @@ def test_each_cluster_is_a_host_with_its_own_settings_and_limit_touches_one(onbo
     assert recap(again)["changed"] == 0, again.stdout[-3000:]
 
 
+def test_an_inventory_of_your_own_with_host_vars_is_the_same_as_the_vars_file(onboarded, tmp_path):
+    state, env, _first = onboarded
+    doc = yaml.safe_load(VARS.read_text())
+    inventory = tmp_path / "inventory"
+    (inventory / "host_vars").mkdir(parents=True)
+    (inventory / "group_vars").mkdir()
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(
+        {"prow_build_clusters": {"hosts": {c["alias"]: None for c in doc["build_clusters"]}}}))
+    for cluster in doc["build_clusters"]:
+        settings = {k: v for k, v in cluster.items() if k != "alias"}
+        (inventory / "host_vars" / f"{cluster['alias']}.yml").write_text(yaml.safe_dump({"build_cluster": settings}))
+    (inventory / "group_vars" / "prow_build_clusters.yml").write_text(yaml.safe_dump({"prow": doc["prow"]}))
+    since = datetime.now(timezone.utc)
+    run = playbook(env, "onboard.yml", "-i", str(inventory / "hosts.yml"))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert recap(run)["changed"] == 0, run.stdout[-4000:]
+    assert "prow.build_cluster.credentials : Mint a token" in run.stdout  # the roles did run, for build-sandbox
+    assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
+
+
+def test_a_failing_cluster_does_not_stop_the_others_nor_leave_prow(onboarded, tmp_path):
+    state, env, _first = onboarded
+    with_far = bad_vars(tmp_path, lambda doc: doc["build_clusters"].append(
+        {"alias": "far", "project": "prow-sandbox-build",
+         "kubeconfig": str(Path(__file__).parent / "data" / "unreachable.kubeconfig")}))
+    since = datetime.now(timezone.utc)
+    run = playbook(env, "onboard.yml", "-e", f"@{with_far}")
+    assert run.returncode != 0
+    assert recap(run, "far")["failed"] == 1 and "cannot reach https://127.0.0.1:1" in run.stdout
+    assert recap(run, "build-sandbox")["failed"] == 0
+    assert "prow.build_cluster.credentials : Mint a token" in run.stdout  # build-sandbox went on
+    # far never stored a kubeconfig: it is left out of what Prow loads, build-sandbox stays.
+    assert "far: no such secret yet; left out" in run.stderr, run.stderr[-3000:]
+    assert external_secret_keys(env) == ["build-sandbox"]
+    composite = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())
+    assert [c["name"] for c in composite["contexts"]] == ["build-sandbox"]
+    assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
+
+
 def test_direct_delivery_writes_one_secret_with_a_key_per_cluster(onboarded, tmp_path):
     state, env, _first = onboarded
     direct = bad_vars(tmp_path, set_in(["prow", "delivery"], "direct"))
