@@ -102,9 +102,22 @@ def deep_merge(base, extra):
 
 
 def last_applied(document):
-    """The annotation value kubectl would store for ``document``: its compact JSON with sorted
-    keys and a final newline (Go's encoder), without the annotation itself."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
+    """The annotation value kubectl would store for ``document`` (without the annotation
+    itself): its compact JSON with sorted keys and a final newline (Go's encoder), and
+    ``metadata.annotations`` always present, ``{}`` when the document has none, as kubectl
+    writes it. Byte for byte the same, so a kubectl apply after this module does not
+    rewrite the annotation."""
+    metadata = dict(document["metadata"], annotations=document["metadata"].get("annotations") or {})
+    return json.dumps(dict(document, metadata=metadata), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def without_empty_annotations(document):
+    """``document`` without an empty ``metadata.annotations``, which kubectl adds in the
+    annotation and which means the same as none."""
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    if not isinstance(metadata, dict) or "annotations" not in metadata or metadata["annotations"]:
+        return document
+    return dict(document, metadata={k: v for k, v in metadata.items() if k != "annotations"})
 
 
 def applied_of(live):
@@ -129,7 +142,9 @@ def comparable(document):
 
 def in_sync(live, document):
     """Whether applying ``document`` (annotation-free, namespace resolved) would change nothing."""
-    return live is not None and applied_of(live) == document and contains(live, comparable(document))
+    if live is None:
+        return False
+    return without_empty_annotations(applied_of(live)) == without_empty_annotations(document) and contains(live, comparable(document))
 
 
 def shown(obj):
@@ -236,20 +251,20 @@ def label(document):
 def resolve_scope(resources, document):
     """The document with its namespace as the server sees it (``default`` for a namespaced
     kind without one, as kubectl does, which also stores it in the annotation); paths."""
-    collection_ns = copy.deepcopy(document)
-    metadata = collection_ns["metadata"]
+    wanted = copy.deepcopy(document)
+    metadata = wanted["metadata"]
     annotations = metadata.get("annotations")
     if isinstance(annotations, dict) and LAST_APPLIED in annotations:
         del annotations[LAST_APPLIED]
         if not annotations:
             del metadata["annotations"]
-    probe = dict(collection_ns, metadata=dict(metadata, namespace=metadata.get("namespace") or "default"))
+    probe = dict(wanted, metadata=dict(metadata, namespace=metadata.get("namespace") or "default"))
     collection, path, namespaced = resources.locate(probe)
     if namespaced:
         metadata["namespace"] = probe["metadata"]["namespace"]
     elif metadata.get("namespace"):
-        raise DefinitionError(f"{label(collection_ns)}: {collection_ns['kind']} is cluster-scoped; remove metadata.namespace")
-    return collection_ns, collection, path
+        raise DefinitionError(f"{label(wanted)}: {wanted['kind']} is cluster-scoped; remove metadata.namespace")
+    return wanted, collection, path
 
 
 def apply_one(module, client, resources, document):
@@ -261,7 +276,8 @@ def apply_one(module, client, resources, document):
                "namespace": document["metadata"].get("namespace"), "action": "unchanged"}
     if in_sync(live, document):
         return summary, live, live
-    annotated = deep_merge(document, {"metadata": {"annotations": {LAST_APPLIED: last_applied(document)}}})
+    annotation = last_applied(document)
+    annotated = deep_merge(document, {"metadata": {"annotations": {LAST_APPLIED: annotation}}})
     if live is None:
         summary["action"] = "created"
         after = annotated
@@ -280,7 +296,7 @@ def apply_one(module, client, resources, document):
     # gives is the list). Fields an earlier definition set and this one dropped are deleted,
     # as kubectl's three-way apply does. No resourceVersion: the last writer wins, as with
     # kubectl apply.
-    patch = deep_merge(removals(applied_of(live), document), annotated)
+    patch = deep_merge(removals(applied_of(live), json.loads(annotation)), annotated)
     summary["action"] = "updated"
     after = merge(live, patch)
     if not module.check_mode:
