@@ -328,7 +328,7 @@ def run(module):
     for document in documents:
         module.no_log_values.update(secret_values(document))
 
-    client = k8s.connect(module)
+    client = k8s.connect(module, would=f"{'apply' if module.params['state'] == 'present' else 'delete'} {len(documents)} document(s) in it")
     resources = Resources(client)
     step = apply_one if module.params["state"] == "present" else delete_one
     # Diffs keyed by "Kind namespace/name": Ansible renders a mapping before/after as YAML.
