@@ -209,7 +209,8 @@ def validation_error(documents):
 
 
 class DefinitionError(Exception):
-    """A document the server's discovery shows to be wrong (a namespace on a cluster-scoped kind)."""
+    """A document this server cannot take as given, by its discovery: a kind it does not
+    serve (a CRD not installed, a wrong apiVersion), a namespace on a cluster-scoped kind."""
 
 
 class Resources:
@@ -220,8 +221,8 @@ class Resources:
         self.known = {}
 
     def locate(self, document):
-        """(collection path, object path, namespaced) of a document; ApiError when the server
-        does not serve its kind (a CRD not installed)."""
+        """(collection path, object path, namespaced) of a document; DefinitionError when the
+        server does not serve its kind."""
         api_version, kind = document["apiVersion"], document["kind"]
         if api_version not in self.known:
             base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
@@ -231,9 +232,8 @@ class Resources:
         base, by_kind = self.known[api_version]
         resource = by_kind.get(kind)
         if resource is None:
-            raise ApiError(f"{kind} {api_version}", 404,
-                           f"the API server does not serve kind {kind} in apiVersion {api_version}: "
-                           "is its CustomResourceDefinition installed (and the apiVersion right)?")
+            raise DefinitionError(f"{kind} {document['metadata']['name']}: the API server does not serve kind {kind} in apiVersion {api_version}: "
+                                  "is its CustomResourceDefinition installed (and the apiVersion right)?")
         metadata = document["metadata"]
         if resource.get("namespaced"):
             collection = f"{base}/namespaces/{metadata['namespace']}/{resource['name']}"
@@ -243,9 +243,15 @@ class Resources:
 
 
 def label(document):
+    """``Kind namespace/name`` (``Kind name`` when cluster-scoped), for messages and diff keys."""
     metadata = document["metadata"]
     where = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
     return f"{document['kind']} {where}{metadata['name']}"
+
+
+def summary_of(document, action):
+    metadata = document["metadata"]
+    return {"kind": document["kind"], "name": metadata["name"], "namespace": metadata.get("namespace"), "action": action}
 
 
 def resolve_scope(resources, document):
@@ -268,12 +274,12 @@ def resolve_scope(resources, document):
 
 
 def apply_one(module, client, resources, document):
-    """(summary, before, after) for one document, writing unless in sync or in check mode."""
+    """(summary, before, after) for one document, writing unless in sync or in check mode.
+    The document is as given; the summary's name and namespace are the server's."""
     document, collection, path = resolve_scope(resources, document)
     name = label(document)
     live = client.get(path, resource=name)
-    summary = {"kind": document["kind"], "name": document["metadata"]["name"],
-               "namespace": document["metadata"].get("namespace"), "action": "unchanged"}
+    summary = summary_of(document, "unchanged")
     if in_sync(live, document):
         return summary, live, live
     annotation = last_applied(document)
@@ -305,11 +311,11 @@ def apply_one(module, client, resources, document):
 
 
 def delete_one(module, client, resources, document):
+    """(summary, before, after) for one document, deleting it unless absent or in check mode."""
     document, _collection, path = resolve_scope(resources, document)
     name = label(document)
     live = client.get(path, resource=name)
-    summary = {"kind": document["kind"], "name": document["metadata"]["name"],
-               "namespace": document["metadata"].get("namespace"), "action": "absent"}
+    summary = summary_of(document, "absent")
     if live is None:
         return summary, None, None
     summary["action"] = "deleted"
@@ -331,14 +337,14 @@ def run(module):
     client = k8s.connect(module, would=f"{'apply' if module.params['state'] == 'present' else 'delete'} {len(documents)} document(s) in it")
     resources = Resources(client)
     step = apply_one if module.params["state"] == "present" else delete_one
-    # Diffs keyed by "Kind namespace/name": Ansible renders a mapping before/after as YAML.
+    # Diffs keyed by "Kind namespace/name" (a mapping: Ansible serializes it for the diff).
     summaries, before, after = [], {}, {}
     try:
         for document in documents:
             summary, old, new = step(module, client, resources, document)
             summaries.append(summary)
             if summary["action"] not in ("unchanged", "absent"):
-                key = label(dict(document, kind=summary["kind"], metadata={"name": summary["name"], "namespace": summary["namespace"]}))
+                key = label({"kind": summary["kind"], "metadata": summary})
                 before[key] = shown(old)
                 after[key] = shown(new)
     except DefinitionError as err:
