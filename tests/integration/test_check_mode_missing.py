@@ -103,3 +103,24 @@ def test_check_mode_workload_identity_on_a_gsa_that_does_not_exist_yet(ansible, 
     real = ansible.run(task, env=operator_env).task("t")
     assert real["failed"] is True and "HTTP 404" in real["msg"], real
     assert audit.writes_since(since, namespaces=(namespace,)) == [], "a failed read writes neither half"
+
+
+def test_check_mode_ksa_token_before_its_service_account_and_secret_exist(ansible, gcp, kube_cluster, namespace, audit, tmp_path):
+    """On an empty project gke_admin_ksa only said it would create the ServiceAccount, and
+    secret_manager_secret that it would store the kubeconfig: ksa_token would mint."""
+    from conftest import gcp_env  # pylint: disable=import-outside-toplevel
+
+    secret = f"projects/{gcp.prow_project}/secrets/{gcp.unique('never_kubeconfig')}"
+    dest = tmp_path / "build-team.kubeconfig"
+    task = [{"name": "t", "prow.build_cluster.ksa_token": {
+        "kubeconfig": str(kube_cluster.kubeconfig), "namespace": namespace, "service_account": "not-created-yet",
+        "alias": "build-team", "current": {"secret": secret}, "dest": str(dest)}}]
+    mark, since = gcp.mark(), audit.now()
+    result = ansible.run(task, check=True, env=gcp_env(gcp)).task("t")
+    assert result.get("failed") is not True, result
+    assert result["changed"] is True and result["rotated"] is True, result
+    assert not dest.exists()
+    assert gcp_writes(gcp, mark) == [] and audit.writes_since(since, namespaces=(namespace,)) == []
+
+    real = ansible.run(task, env=gcp_env(gcp)).task("t")
+    assert real["failed"] is True and "not-created-yet" in real["msg"], real
