@@ -75,7 +75,7 @@ EXAMPLES = r"""
 RETURN = r"""
 documents:
   description: One entry per document, in order, with what was (or in check mode would be) done.
-  returned: always
+  returned: success, except in check mode on a O(gke) cluster that does not exist yet
   type: list
   elements: dict
   contains:
