@@ -79,9 +79,15 @@ documents:
   type: list
   elements: dict
   contains:
-    kind: {description: Kind of the document., type: str}
-    name: {description: Name of the object., type: str}
-    namespace: {description: Namespace of the object, null for a cluster-scoped kind., type: str}
+    kind:
+      description: Kind of the document.
+      type: str
+    name:
+      description: Name of the object.
+      type: str
+    namespace:
+      description: Namespace of the object; null for a cluster-scoped kind.
+      type: str
     action:
       description: V(created), V(updated), V(unchanged) (present) or V(deleted), V(absent) (absent).
       type: str
