@@ -49,6 +49,8 @@ options:
         with the caller's Google credentials as bearer token (Application Default Credentials, or the
         E(GCP_*) variables of the GCP modules, and E(GCP_API_ENDPOINTS)), as gencred's GKE mode did.
       - Mutually exclusive with O(kubeconfig), O(context) and O(host).
+      - In check mode, a cluster that does not exist yet (a real run creates it in an earlier task) is no
+        error; the module reports C(changed) with a C(msg) saying what it would do, and nothing else.
     type: str
 notes:
   - Connection options can be set once for all modules of the group with

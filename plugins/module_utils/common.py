@@ -69,6 +69,24 @@ class ApiError(Exception):
         return {}
 
 
+class TargetMissing(ApiError):
+    """What a task acts on does not exist (HTTP 404), because an earlier task creates it.
+
+    In check mode that earlier task only said it would, so this is no failure: the module
+    reports what a real run would do (changed) with this message; fail_on_api_error, which
+    every module's error path goes through, turns it into that result. Outside check mode
+    it is the plain error it always was.
+    """
+
+    def __init__(self, resource, would, message=None, method="GET"):
+        super().__init__(resource, 404, message or "does not exist", method=method)
+        self.would = would  # what the task would do once it exists: "grant roles/x to y"
+
+    @property
+    def check_mode_msg(self):
+        return f"{self.resource} does not exist yet: a real run creates it first; would {self.would}"
+
+
 def require_tenacity(module):
     if not HAS_TENACITY:
         module.fail_json(msg=missing_required_lib("tenacity"), exception=TENACITY_IMPORT_ERROR)
@@ -91,7 +109,12 @@ def call_with_retry(func, *args, retry_on=None, attempts=RETRY_ATTEMPTS, **kwarg
 
 
 def fail_on_api_error(module, err, **extra):
-    """Report an ApiError through fail_json with the resource, status and server message."""
+    """Report an ApiError through fail_json with the resource, status and server message.
+
+    A TargetMissing in check mode is not a failure: the module ends with changed and its message.
+    """
+    if isinstance(err, TargetMissing) and module.check_mode:
+        module.exit_json(changed=True, msg=err.check_mode_msg, missing=err.resource)
     details = {"status": err.status, "resource": err.resource}
     if err.reason:
         details["reason"] = err.reason

@@ -27,7 +27,7 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, require_tenacity
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, TargetMissing, call_with_retry, require_tenacity
 from ansible_collections.prow.build_cluster.plugins.module_utils.iam import is_policy_conflict
 
 try:
@@ -466,17 +466,33 @@ def _secret_manager(session):
     return SecretManager(session)
 
 
-def read_policy(session, target, retry_on=None):
+def read_policy(session, target, retry_on=None, missing_would=None):
     """The policy as version 3: below 3 Google hides conditional bindings (IAM renames their
     roles ``ROLE_withcond_HASH``, Cloud Storage refuses), and writing back what a version 1
-    read shows would lose or break them."""
-    if target.client_name:
-        return _secret_manager(session).get_policy(target.client_name, f"{target.resource} IAM policy")
-    method, path, params = target.get
-    # Resource Manager takes the requested version in the body; the others as a query parameter.
-    body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
-    return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body,
-                           retry_on=retry_on)
+    read shows would lose or break them.
+
+    ``missing_would`` (check mode only: what the caller would do): a resource that does not
+    exist (404) raises TargetMissing, with no retry; a real run creates it in an earlier task.
+    """
+    if missing_would:
+        retry_on = _not_404(retry_on)
+    try:
+        if target.client_name:
+            return _secret_manager(session).get_policy(target.client_name, f"{target.resource} IAM policy")
+        method, path, params = target.get
+        # Resource Manager takes the requested version in the body; the others as a query parameter.
+        body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
+        return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body,
+                               retry_on=retry_on)
+    except ApiError as err:
+        if missing_would and err.status == 404:
+            raise TargetMissing(target.resource, f"{missing_would} once it exists") from None
+        raise
+
+
+def _not_404(retry_on):
+    """``retry_on`` except for 404: in check mode nothing is being created, so nothing to wait for."""
+    return lambda exc: getattr(exc, "status", None) != 404 and bool(retry_on and retry_on(exc))
 
 
 def write_policy(session, target, policy):
@@ -487,17 +503,21 @@ def write_policy(session, target, policy):
     return session.request(method, target.service, path, f"{target.resource} IAM policy", json_body=body)
 
 
-def update_policy(session, target, mutate, check_mode=False, retry_on=None):
+def update_policy(session, target, mutate, check_mode=False, retry_on=None, missing_would=None):
     """Read-modify-write of one IAM policy with its etag: (policy read, policy wanted, changed).
 
     ``mutate(policy) -> (new_policy, changed)``. The policy is written with the etag it was
     read with, so a concurrent writer makes the write fail (409 ABORTED or 412) instead of
     losing their binding or ours; then the whole read-modify-write starts again. Nothing is
-    written when nothing changes, or in check mode.
+    written when nothing changes, or in check mode. ``missing_would``: see read_policy
+    (used in check mode only).
     """
+    missing_would = missing_would if check_mode else None
+    if missing_would:
+        retry_on = _not_404(retry_on)
 
     def attempt():
-        before = read_policy(session, target)
+        before = read_policy(session, target, missing_would=missing_would)
         after, changed = mutate(before)
         if changed and not check_mode:
             write_policy(session, target, after)

@@ -26,7 +26,9 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
     ApiError,
+    TargetMissing,
     call_with_retry,
+    fail_on_api_error,
     require_tenacity,
 )
 from ansible_collections.prow.build_cluster.plugins.module_utils.kubeconfig_source import hide_credentials
@@ -176,8 +178,13 @@ def error_from_exception(exc, method, resource):
     return ApiError(resource, exc.status, message, method=method, reason=reason, body=body)
 
 
-def connect(module):
-    """A K8sClient for the module's connection options; fails the module with a clear message."""
+def connect(module, would="make this task's changes in it"):
+    """A K8sClient for the module's connection options; fails the module with a clear message.
+
+    With ``gke:`` naming a cluster that does not exist, check mode ends the module with
+    changed and a message saying what it ``would`` do (an earlier task creates the cluster
+    in a real run); a real run fails.
+    """
     require_tenacity(module)
     try:
         from kubernetes import client as k8s_client  # pylint: disable=import-outside-toplevel
@@ -189,7 +196,7 @@ def connect(module):
     params = module.params
     hide_kubeconfig_secrets(module, params.get("kubeconfig"))
     if params.get("gke"):
-        return _connect_gke(module, k8s_client)
+        return _connect_gke(module, k8s_client, would)
 
     configuration = k8s_client.Configuration()
     try:
@@ -236,7 +243,7 @@ def connect_kubeconfig(module, config, context):
     return K8sClient(module, k8s_client.ApiClient(configuration))
 
 
-def _connect_gke(module, k8s_client):
+def _connect_gke(module, k8s_client, would):
     # pylint: disable-next=import-outside-toplevel
     from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GcpSession
 
@@ -255,7 +262,8 @@ def _connect_gke(module, k8s_client):
         except ApiError as exc:
             module.fail_json(msg=f"gke: {exc}")
         if cluster is None:
-            module.fail_json(msg=f"gke: cluster {module.params['gke']} does not exist")
+            fail_on_api_error(module, TargetMissing(f"GKE cluster {module.params['gke']}", would,
+                                                    message="does not exist; create it first (gke_cluster) or fix gke"))
         if not cluster.get("endpoint") or not (cluster.get("masterAuth") or {}).get("clusterCaCertificate"):
             module.fail_json(msg=f"gke: cluster {module.params['gke']} has no endpoint yet (status {cluster.get('status')})")
         known[path] = cluster

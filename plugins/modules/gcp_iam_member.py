@@ -23,6 +23,8 @@ description:
   - A service account created seconds earlier may be refused as a member (C(does not exist)) while
     IAM catches up, or, as O(resource_type=service_account), answer 404 or 403; those errors are retried
     (bounded) too.
+  - In check mode, a resource that does not exist yet (404; a real run creates it in an earlier task) is no
+    error and is not waited for; the module reports C(changed) with a C(msg) saying what it would grant.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:

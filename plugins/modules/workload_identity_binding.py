@@ -21,6 +21,8 @@ description:
     any write; a cluster without Workload Identity, or with another project's pool, is an error.
   - O(state=absent) removes only what this module adds, the annotation (if it still names this GSA)
     and that one member; the KSA itself stays.
+  - In check mode, a GSA that does not exist yet (404; a real run creates it in an earlier task) is no error;
+    the module reports C(changed) with a C(msg) saying what it would grant.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:

@@ -103,10 +103,12 @@ def run(module):
     # A service account created seconds ago may answer 404 or 403 for a while (as the
     # resource), or be refused as a member ("does not exist"): both retried, bounded.
     not_yet_visible = account_not_yet_visible if params["resource_type"] == "service_account" else member_not_yet_visible
+    # In check mode the resource may not exist yet (an earlier task creates it): say so.
+    would = (f"grant {role} to " if params["state"] == "present" else f"revoke {role} from ") + ", ".join(members)
     try:
         before, after, changed = update_policy(
             gcp, target, change_all,
-            check_mode=module.check_mode, retry_on=not_yet_visible,
+            check_mode=module.check_mode, retry_on=not_yet_visible, missing_would=would,
         )
     except ApiError as err:
         fail_on_api_error(module, err)

@@ -123,7 +123,9 @@ def run(module):
         ksa = client.get(ksa_path, resource=ksa_resource)
         target = PolicyTarget.service_account(gsa)
         # The GSA may have been created seconds ago: IAM may answer 404 or 403 for a while.
-        policy = read_policy(gcp, target, retry_on=account_not_yet_visible)
+        # In check mode the GSA may not exist yet (an earlier task creates it): say so.
+        policy = read_policy(gcp, target, retry_on=account_not_yet_visible,
+                             missing_would=f"grant {role} to {member}" if module.check_mode else None)
         patch = ksa_patch(ksa, gsa, present) if ksa is not None else None
         result["ksa_created"] = present and ksa is None
         change = iam.add_member if present else iam.remove_member

@@ -125,3 +125,47 @@ def test_retry_accepts_a_custom_decision():
         return len(calls)
 
     assert common.call_with_retry(conflict, retry_on=lambda e: e.status == 409) == 2
+
+
+class Ended(Exception):
+    pass
+
+
+class Module:
+    """exit_json / fail_json record how the module ended."""
+
+    def __init__(self, check_mode):
+        self.check_mode = check_mode
+        self.ended = None
+
+    def exit_json(self, **result):
+        self.ended = ("exit", result)
+        raise Ended
+
+    def fail_json(self, **result):
+        self.ended = ("fail", result)
+        raise Ended
+
+
+def test_a_missing_target_in_check_mode_is_what_a_run_would_do():
+    module = Module(check_mode=True)
+    with pytest.raises(Ended):
+        common.fail_on_api_error(module, common.TargetMissing("bucket b", "grant roles/x to user:u once it exists"))
+    assert module.ended == ("exit", {
+        "changed": True, "missing": "bucket b",
+        "msg": "bucket b does not exist yet: a real run creates it first; would grant roles/x to user:u once it exists"})
+
+
+def test_a_missing_target_in_a_real_run_fails():
+    module = Module(check_mode=False)
+    with pytest.raises(Ended):
+        common.fail_on_api_error(module, common.TargetMissing("bucket b", "grant", message="does not exist"))
+    kind, result = module.ended
+    assert kind == "fail" and result["msg"] == "GET bucket b: HTTP 404: does not exist" and result["status"] == 404
+
+
+def test_a_plain_404_in_check_mode_still_fails():
+    module = Module(check_mode=True)
+    with pytest.raises(Ended):
+        common.fail_on_api_error(module, ApiError("bucket b", 404, "not found"))
+    assert module.ended[0] == "fail"
