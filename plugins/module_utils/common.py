@@ -111,8 +111,12 @@ def call_with_retry(func, *args, retry_on=None, attempts=RETRY_ATTEMPTS, **kwarg
 def fail_on_api_error(module, err, **extra):
     """Report an ApiError through fail_json with the resource, status and server message.
 
-    A TargetMissing in check mode is not a failure: the module ends with changed and its message.
+    A TargetMissing is not a failure in check mode (the module ends with changed and its
+    message) nor with ``state: absent`` (what the task would remove went with it: offboarding a
+    build cluster whose GKE cluster is already deleted).
     """
+    if isinstance(err, TargetMissing) and module.params.get("state") == "absent":
+        module.exit_json(changed=False, msg=f"{err.resource} does not exist: nothing left to remove", missing=err.resource)
     if isinstance(err, TargetMissing) and module.check_mode:
         module.exit_json(changed=True, msg=err.check_mode_msg, missing=err.resource)
     details = {"status": err.status, "resource": err.resource}

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from ansible import context
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.module_utils.common.collections import ImmutableDict
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader, inventory_loader
+import yaml
+from ansible import constants as C
 from ansible.utils import vars as ansible_vars
 
-REPO_COLLECTIONS = str(Path(__file__).resolve().parents[4] / ".venv" / "collections")
+from ansible_collections.prow.build_cluster.plugins.inventory import build_clusters
 
 
-@pytest.fixture(scope="module", autouse=True)
-def plugin_loader():
-    # Loaded as ansible loads it, so that its documented options are its configuration.
-    init_plugin_loader([REPO_COLLECTIONS])
+def load_plugin():
+    """The plugin as ansible's loader makes it: its documented options are its configuration."""
+    options = yaml.safe_load(build_clusters.DOCUMENTATION)["options"]
+    C.config.initialize_plugin_configuration_definitions("inventory", build_clusters.InventoryModule.NAME, options)
+    plugin = build_clusters.InventoryModule()
+    plugin._load_name = build_clusters.InventoryModule.NAME  # pylint: disable=protected-access
+    return plugin
 
 
 @pytest.fixture(name="parse")
@@ -33,7 +35,7 @@ def fixture_parse(tmp_path, monkeypatch):
         # ansible caches the parsed extra vars on the function: as one ansible-playbook process does.
         monkeypatch.setattr(ansible_vars.load_extra_vars, "extra_vars", None, raising=False)
         inventory = InventoryData()
-        plugin = inventory_loader.get("prow.build_cluster.build_clusters")
+        plugin = load_plugin()
         assert plugin.verify_file(str(source))
         plugin.parse(inventory, DataLoader(), str(source), cache=False)
         return inventory

@@ -134,8 +134,9 @@ class Ended(Exception):
 class Module:
     """exit_json / fail_json record how the module ended."""
 
-    def __init__(self, check_mode):
+    def __init__(self, check_mode, state="present"):
         self.check_mode = check_mode
+        self.params = {"state": state}
         self.ended = None
 
     def exit_json(self, **result):
@@ -162,6 +163,15 @@ def test_a_missing_target_in_a_real_run_fails():
         common.fail_on_api_error(module, common.TargetMissing("bucket b", "grant", message="does not exist"))
     kind, result = module.ended
     assert kind == "fail" and result["msg"] == "GET bucket b: HTTP 404: does not exist" and result["status"] == 404
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_missing_target_is_nothing_left_to_remove_with_state_absent(check_mode):
+    module = Module(check_mode=check_mode, state="absent")
+    with pytest.raises(Ended):
+        common.fail_on_api_error(module, common.TargetMissing("cluster c", "remove", message="does not exist"))
+    assert module.ended == ("exit", {"changed": False, "msg": "cluster c does not exist: nothing left to remove",
+                                     "missing": "cluster c"})
 
 
 def test_a_plain_404_in_check_mode_still_fails():
