@@ -102,8 +102,10 @@ def test_execution_environment_definition_builds_a_context(installed, tmp_path):
 def test_example_variables_pass_the_playbooks_argument_spec(ansible, example):
     spec = yaml.safe_load((REPO / "playbooks" / "vars" / "spec.yml").read_text())["argument_spec"]
     doc = yaml.safe_load((REPO / "examples" / example).read_text())
+    # Each build cluster is validated as its host is: the item is that host's build_cluster.
     run = ansible.run([{"name": "validate", "ansible.builtin.validate_argument_spec": {
-        "argument_spec": spec, "provided_arguments": {"prow": doc["prow"], "build_clusters": doc["build_clusters"]}}}],
+        "argument_spec": spec, "provided_arguments": {"prow": doc["prow"], "build_cluster": cluster}},
+        "loop": doc["build_clusters"], "loop_control": {"loop_var": "cluster"}}],
         env={"PROW_KUBECONFIG": "/dev/null", "SANDBOX_DIR": "/tmp"})
     assert run.returncode == 0, run.stdout[-2000:]
     assert not run.task("validate").get("failed")
@@ -112,7 +114,7 @@ def test_example_variables_pass_the_playbooks_argument_spec(ansible, example):
 def test_the_argument_spec_rejects_what_the_examples_do_not_allow(ansible):
     spec = yaml.safe_load((REPO / "playbooks" / "vars" / "spec.yml").read_text())["argument_spec"]
     run = ansible.run([{"name": "validate", "ansible.builtin.validate_argument_spec": {
-        "argument_spec": spec, "provided_arguments": {"prow": {"project": "p"}, "build_clusters": [{"alias": "a"}]}}}])
+        "argument_spec": spec, "provided_arguments": {"prow": {"project": "p"}, "build_cluster": {"alias": "a"}}}}])
     result = run.task("validate")
     assert result["failed"] is True
     assert "bucket" in result["msg"] and "project" in result["msg"]
