@@ -104,7 +104,7 @@ def test_example_variables_pass_the_playbooks_argument_spec(ansible, example):
     doc = yaml.safe_load((REPO / "examples" / example).read_text())
     # Each build cluster is validated as its host is: the item is that host's build_cluster.
     run = ansible.run([{"name": "validate", "ansible.builtin.validate_argument_spec": {
-        "argument_spec": spec, "provided_arguments": {"prow": doc["prow"], "build_cluster": cluster}},
+        "argument_spec": spec, "provided_arguments": {"prow": doc["prow"], "build_cluster": "{{ cluster }}"}},
         "loop": doc["build_clusters"], "loop_control": {"loop_var": "cluster"}}],
         env={"PROW_KUBECONFIG": "/dev/null", "SANDBOX_DIR": "/tmp"})
     assert run.returncode == 0, run.stdout[-2000:]
