@@ -25,7 +25,6 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
     call_with_retry,
     dns_label_error,
     dns_subdomain_error,
-    fail_on_api_error,
     fingerprint,
     parse_duration,
 )
@@ -101,8 +100,6 @@ def load_members(module):
             config = kc.parse(text, label)
         except kc.KubeconfigError as exc:
             module.fail_json(msg=str(exc))
-        except ApiError as exc:
-            fail_on_api_error(module, exc)
         sources.hide_credentials(module, config)
         members.append((label, config))
     return members
@@ -236,10 +233,7 @@ def run(module):
     else:
         desired = secret_keys(module, merged)  # validates key names before connecting
         client = connect(module)
-        try:
-            changed, digest, before, after = to_secret(module, client, desired)
-        except ApiError as exc:
-            fail_on_api_error(module, exc)
+        changed, digest, before, after = to_secret(module, client, desired)
         target = params["kubernetes_secret"]
         result["kubernetes_secret"] = {"name": target["name"], "namespace": target["namespace"], "keys": sorted(desired)}
         header = f"secret {target['namespace']}/{target['name']}"

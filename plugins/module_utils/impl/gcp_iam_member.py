@@ -11,7 +11,6 @@ with ``exit_json`` or ``fail_json``.
 from __future__ import annotations
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_ARGSPEC,
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
@@ -103,13 +102,10 @@ def run(module):
     # A service account created seconds ago may answer 404 or 403 for a while (as the
     # resource), or be refused as a member ("does not exist"): both retried, bounded.
     not_yet_visible = account_not_yet_visible if params["resource_type"] == "service_account" else member_not_yet_visible
-    try:
-        before, after, changed = update_policy(
-            gcp, target, change_all,
-            check_mode=module.check_mode, retry_on=not_yet_visible,
-        )
-    except ApiError as err:
-        fail_on_api_error(module, err)
+    before, after, changed = update_policy(
+        gcp, target, change_all,
+        check_mode=module.check_mode, retry_on=not_yet_visible,
+    )
 
     result = {
         "changed": changed,

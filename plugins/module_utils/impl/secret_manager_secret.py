@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint
 from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
     GCP_AUTH_ARGSPEC,
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
@@ -121,18 +121,15 @@ def run(module):
     result = {"changed": False, "version": None, "version_added": False, "pruned": [], "secret": {}}
     if payload is not None:
         result["payload_fingerprint"] = fingerprint(payload)
-    try:
-        secret = sm.get_secret(name, resource)
-        if params["state"] == "absent":
-            result["diff"] = {"before": describe(secret, None, None), "after": {}}
-            if secret:
-                result["changed"] = True
-                if not module.check_mode:
-                    sm.delete_secret(name, resource)
-        else:
-            ensure(module, sm, project, name, resource, secret, payload, result)
-    except ApiError as err:
-        fail_on_api_error(module, err)
+    secret = sm.get_secret(name, resource)
+    if params["state"] == "absent":
+        result["diff"] = {"before": describe(secret, None, None), "after": {}}
+        if secret:
+            result["changed"] = True
+            if not module.check_mode:
+                sm.delete_secret(name, resource)
+    else:
+        ensure(module, sm, project, name, resource, secret, payload, result)
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)
