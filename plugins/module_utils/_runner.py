@@ -16,10 +16,12 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.common.json import Direction, get_module_encoder
+from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
 
@@ -90,8 +92,10 @@ def run_in_process(impl, module_args):
         module = record.get("module")
         if module is None or "result" in record:
             raise
+        # As a string: AnsibleModule masks no_log values in strings, not in exception objects.
+        formatted = remove_values(traceback.format_exc(), module.no_log_values)
         try:
-            module.fail_json(msg=f"{impl.__name__} raised {type(exc).__name__}: {exc}", exception=exc)
+            module.fail_json(msg=f"{impl.__name__} raised {type(exc).__name__}: {exc}", exception=formatted)
         except SystemExit:
             pass
     if "result" not in record:
