@@ -5,7 +5,8 @@
 """Pieces every module shares: API errors, the one retry helper, durations, fingerprints.
 
 Nothing here imports a cloud client library: modules pay for those imports only on
-the code paths that need them (each task is a new Python process).
+the code paths that need them (a task is a new Python process unless it runs in the
+worker, see plugin_utils/inprocess.py, whose controller has imported them once).
 """
 
 from __future__ import annotations

@@ -144,9 +144,10 @@ def error_from_response(response, resource):
                     url=response.request.url, reason=reason, body=body)
 
 
-# Credentials and HTTP sessions by auth settings, for this process. A module process makes
-# one GcpSession; the plan module makes one per call it checks, and loading a service
-# account key and fetching a token each time would be most of its time.
+# Credentials and HTTP sessions by auth settings, for this process: every GcpSession of a
+# module run (its own, the one behind a gke: connection, Secret Manager's) loads the key and
+# fetches a token once. A process runs one module: a module process, or the Ansible worker
+# forked for the task (plugin_utils/inprocess.py), whose parent never fills this dict.
 _SHARED = {}
 
 

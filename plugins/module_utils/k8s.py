@@ -246,7 +246,7 @@ def _connect_gke(module, k8s_client):
         module.fail_json(msg=str(exc))
     gcp = GcpSession(module)
     path = f"/v1/projects/{project}/locations/{location}/clusters/{name}"
-    # The plan module connects to the same cluster for several calls: one lookup serves them.
+    # Several connections of one module run to the same cluster: one lookup serves them.
     known = gcp.shared("gke clusters")
     cluster = known.get(path)
     if cluster is None:

@@ -9,8 +9,8 @@ Every Secret Manager call of the collection goes through ``SecretManager``:
 * the client is the official ``SecretManagerServiceClient`` on its REST transport, built on the
   very credentials object of ``gcp.GcpSession`` (so the same ADC / key / token / impersonation,
   one token refresh for every API), with its host from ``api_endpoints`` (the sandbox's fake);
-  one client per process and auth settings, kept in ``GcpSession.shared`` like the sessions,
-  because the ``plan`` module runs many module calls in one process;
+  one client per module run and auth settings, kept in ``GcpSession.shared`` like the sessions
+  (a module reading several secrets builds it once);
 * the library's own retries are off (``retry=None``): ``common.call_with_retry`` is the one
   retry policy, and every ``google.api_core`` exception becomes a ``common.ApiError`` with the
   HTTP status, Google's own message, the status name (``FAILED_PRECONDITION``) and the body;
