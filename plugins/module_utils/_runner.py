@@ -18,12 +18,13 @@ import functools
 import json
 import traceback
 
+from ansible.module_utils import _internal
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.module_utils.common.parameters import remove_values
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
 
 # The serialization profile of a module without METADATA, as AnsiballZ runs the
 # collection's modules; the action plugin decodes an in-process result with the same one.
@@ -83,6 +84,20 @@ def run_in_process(impl, module_args):
     # with none, so must this run.
     _warnings._global_warnings.clear()  # pylint: disable=protected-access
     _warnings._global_deprecations.clear()  # pylint: disable=protected-access
+    # On the controller, module_utils' warn() and deprecate() print at once instead of
+    # recording for the result; for this run, module_utils behaves as in a module process.
+    was_controller = _internal.is_controller
+    _internal.is_controller = False
+    try:
+        _run_recorded(impl, module_args, record)
+    finally:
+        _internal.is_controller = was_controller
+    if "result" not in record:
+        raise RuntimeError(f"{impl.__name__} exited without a result")
+    return record["result"]
+
+
+def _run_recorded(impl, module_args, record):
     try:
         run_module(impl, functools.partial(InProcessModule, module_args=module_args, record=record))
     except SystemExit:
@@ -98,6 +113,3 @@ def run_in_process(impl, module_args):
             module.fail_json(msg=f"{impl.__name__} raised {type(exc).__name__}: {exc}", exception=formatted)
         except SystemExit:
             pass
-    if "result" not in record:
-        raise RuntimeError(f"{impl.__name__} exited without a result")
-    return record["result"]

@@ -40,7 +40,7 @@ IMPL_PACKAGE = "ansible_collections.prow.build_cluster.plugins.module_utils.impl
 # is imported lazily by module_utils/k8s.py (a module process that never connects to a
 # cluster does not pay for it), so it is named here.
 _PRELOAD = (
-    "ansible_collections.prow.build_cluster.plugins.module_utils.gcp",
+    "ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session",
     "ansible_collections.prow.build_cluster.plugins.module_utils.k8s",
     "ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager",
     "ansible_collections.prow.build_cluster.plugins.module_utils.kubeconfig",

@@ -11,20 +11,20 @@ with ``exit_json`` or ``fail_json``.
 from __future__ import annotations
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    PolicyTarget,
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_iam import (
     account_not_yet_visible,
+    member_not_yet_visible,
+    PolicyTarget,
+    update_policy,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import (
     bucket_name_error,
     first_error,
     gsa_email_error,
-    member_not_yet_visible,
     normalize_bucket,
     project_id_error,
     secret_id_error,
-    update_policy,
 )
 
 

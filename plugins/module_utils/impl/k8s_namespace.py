@@ -10,8 +10,8 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import dns_label_error
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error
 
 
 def describe(obj):
@@ -27,11 +27,11 @@ def module_kwargs():
     return {
         "argument_spec": {
             **k8s.K8S_AUTH_ARGSPEC,
-            **gcp.GCP_AUTH_ARGSPEC,
+            **_gcp_session.GCP_AUTH_ARGSPEC,
             "name": {"type": "str", "default": "test-pods"},
             "labels": {"type": "dict", "default": {}},
         },
-        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + gcp.GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + _gcp_session.GCP_AUTH_MUTUALLY_EXCLUSIVE,
         "supports_check_mode": True,
     }
 

@@ -19,15 +19,10 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
-    ApiError,
-    dns_label_error,
-    dns_subdomain_error,
-    fingerprint,
-    format_duration,
-    parse_duration,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint, format_duration, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
     K8S_AUTH_ARGSPEC,
     K8S_AUTH_MUTUALLY_EXCLUSIVE,

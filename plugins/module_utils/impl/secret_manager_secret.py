@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    first_error,
-    labels_error,
-    secret_id_error,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, labels_error, secret_id_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
 
 MAX_PAYLOAD = 64 * 1024

@@ -11,25 +11,13 @@ with ``exit_json`` or ``fail_json``.
 from __future__ import annotations
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, dns_label_error, dns_subdomain_error
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    PolicyTarget,
-    account_not_yet_visible,
-    first_error,
-    gsa_email_error,
-    project_id_error,
-    read_policy,
-    update_policy,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
-    K8S_AUTH_ARGSPEC,
-    K8S_AUTH_MUTUALLY_EXCLUSIVE,
-    connect,
-    parse_gke_name,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_iam import account_not_yet_visible, PolicyTarget, read_policy, update_policy
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, gsa_email_error, project_id_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import connect, K8S_AUTH_ARGSPEC, K8S_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import parse_gke_name
 
 ANNOTATION = "iam.gke.io/gcp-service-account"
 POOL_SUFFIX = ".svc.id.goog"

@@ -9,10 +9,10 @@ import types
 from contextlib import redirect_stdout
 
 import pytest
-from ansible.module_utils import basic
+from ansible.module_utils import _internal, basic
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import _runner
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 
 SECRET = "s3cr3t-token-value"
 
@@ -125,8 +125,11 @@ def test_returning_without_a_result_is_a_failure():
     assert result["failed"] is True and result["msg"] == "fake_impl ended without a result"
 
 
-def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_next_run():
-    # (AnsibleModule does not mask warnings: modules must not put secrets in them.)
+@pytest.mark.parametrize("on_controller", [True, False])
+def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_next_run(monkeypatch, on_controller):
+    # In a worker, module_utils knows it is on the controller, where warn() would print
+    # instead of recording. (AnsibleModule does not mask warnings: modules must not put secrets in them.)
+    monkeypatch.setattr(_internal, "is_controller", on_controller)
     def warns(module):
         module.warn("careful")
         module.deprecate("old option", version="2.0.0", collection_name="prow.build_cluster")
@@ -136,6 +139,7 @@ def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_ne
     assert [d["event"]["msg"] for d in result["deprecations"]] == ["old option"]
     again = in_process(fake_impl(echo), {"name": "b"})
     assert "warnings" not in again and "deprecations" not in again
+    assert _internal.is_controller is on_controller
 
 
 def test_cleanup_files_are_removed_on_exit_and_on_failure(tmp_path):
