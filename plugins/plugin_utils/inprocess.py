@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -137,10 +138,13 @@ class InProcessAction(ActionBase):
         module_args = json.loads(encoded, cls=get_module_decoder(profile, Direction.CONTROLLER_TO_MODULE))
         environment = {}
         self._compute_environment_string(environment)
-        with _environment(environment):
+        # What the module or its libraries print (urllib3's InsecureRequestWarning, say) would be
+        # a module process's stdout/stderr, not the controller's output, where it could break a
+        # callback's JSON: kept, and parsed with the result as _execute_module parses a process's.
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with _environment(environment), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             output = _runner.run_in_process(impl, module_args)
-        # The same parsing and clean-up as _execute_module gives a module process's output.
-        data = self._parse_returned_data({"stdout": output, "stderr": "", "rc": 0}, profile)
+        data = self._parse_returned_data({"stdout": stdout.getvalue() + "\n" + output, "stderr": stderr.getvalue(), "rc": 0}, profile)
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         return data

@@ -95,3 +95,15 @@ def test_the_tasks_environment_is_set_for_the_run_and_restored(monkeypatch):
     with mock.patch("ansible_collections.prow.build_cluster.plugins.module_utils._runner.run_in_process", fake_run):
         run(plugin, CONTROLLER)
     assert seen["value"] == "from-task" and "PROW_INPROCESS_TEST" not in os.environ
+
+
+def test_what_the_module_prints_does_not_reach_the_controllers_output(capsys):
+    def noisy_run(impl, module_args):
+        print("noise on stdout")
+        print("noise on stderr", file=sys.stderr)
+        return '{"changed": false, "ok": 1}'
+    with mock.patch("ansible_collections.prow.build_cluster.plugins.module_utils._runner.run_in_process", noisy_run):
+        result, _execute = run(action({"dest": "/nonexistent", "files": {}}), CONTROLLER)
+    assert result["ok"] == 1
+    captured = capsys.readouterr()
+    assert "noise" not in captured.out and "noise" not in captured.err
