@@ -251,7 +251,7 @@ def test_a_call_as_someone_else_carries_their_token_alone(header_echo):
     # header given (how verify once proved the operator instead of the job GSA); as_bearer
     # sends the other token on a plain session, or none at all.
     session = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="operator-token",
-                                        api_endpoints={"storage": header_echo}))
+                                                 api_endpoints={"storage": header_echo}))
 
     def sent(**kwargs):
         return session.request("POST", "storage", "/o", json_body={}, **kwargs)["authorization"]

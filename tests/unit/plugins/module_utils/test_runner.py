@@ -130,6 +130,7 @@ def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_ne
     # In a worker, module_utils knows it is on the controller, where warn() would print
     # instead of recording. (AnsibleModule does not mask warnings: modules must not put secrets in them.)
     monkeypatch.setattr(_internal, "is_controller", on_controller)
+
     def warns(module):
         module.warn("careful")
         module.deprecate("old option", version="2.0.0", collection_name="prow.build_cluster")

@@ -46,7 +46,7 @@ def test_one_client_per_process_and_auth_settings_on_the_sessions_credentials():
     # The very credentials object of the session (one token, one impersonation), not a copy.
     assert first.client._transport._credentials is first.gcp.credentials
     endpoint = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a",
-                                         api_endpoints={"secretmanager": "http://127.0.0.1:9/secretmanager"}))
+                                                  api_endpoints={"secretmanager": "http://127.0.0.1:9/secretmanager"}))
     redirected = secretmanager.SecretManager(endpoint).client
     assert redirected is not first.client and redirected._transport._host == "http://127.0.0.1:9/secretmanager"
 
