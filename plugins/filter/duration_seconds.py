@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import parse_duration
 
 
 def duration_seconds(value):

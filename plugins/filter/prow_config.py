@@ -15,7 +15,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
 
 ROTATION_KEYS = ("schedule", "cluster", "namespace", "service_account", "image", "vars_configmap")
 DEPLOYMENT_KEYS = ("name", "container", "container_index", "kubeconfig")

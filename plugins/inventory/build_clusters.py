@@ -47,7 +47,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 from ansible.utils.vars import load_extra_vars
 
 # The alias is a context name in Prow's kubeconfigs and a Kubernetes label value: a DNS label.
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import dns_label_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error
 
 
 class InventoryModule(BaseInventoryPlugin):

@@ -24,13 +24,9 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
-    ApiError,
-    TargetMissing,
-    call_with_retry,
-    fail_on_api_error,
-    require_tenacity,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, TargetMissing, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry, require_tenacity
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import parse_gke_name
 from ansible_collections.prow.build_cluster.plugins.module_utils.kubeconfig_source import hide_credentials
 
 K8S_AUTH_ARGSPEC = {
@@ -44,16 +40,6 @@ K8S_AUTH_ARGSPEC = {
 }
 
 K8S_AUTH_MUTUALLY_EXCLUSIVE = [("gke", "kubeconfig"), ("gke", "host"), ("gke", "context")]
-
-GKE_CLUSTER_FORMAT = "projects/PROJECT/locations/LOCATION/clusters/CLUSTER"
-
-
-def parse_gke_name(value):
-    """(project, location, cluster) of ``projects/P/locations/L/clusters/C``, or ValueError."""
-    parts = (value or "").split("/")
-    if len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] != "clusters" or not all(parts[1::2]):
-        raise ValueError(f"gke: {value!r} is not of the form {GKE_CLUSTER_FORMAT}")
-    return parts[1], parts[3], parts[5]
 
 
 def hide_kubeconfig_secrets(module, kubeconfig):
@@ -245,7 +231,7 @@ def connect_kubeconfig(module, config, context):
 
 def _connect_gke(module, k8s_client, would):
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GcpSession
+    from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GcpSession
 
     try:
         project, location, name = parse_gke_name(module.params["gke"])
@@ -253,7 +239,7 @@ def _connect_gke(module, k8s_client, would):
         module.fail_json(msg=str(exc))
     gcp = GcpSession(module)
     path = f"/v1/projects/{project}/locations/{location}/clusters/{name}"
-    # The plan module connects to the same cluster for several calls: one lookup serves them.
+    # Several connections of one module run to the same cluster: one lookup serves them.
     known = gcp.shared("gke clusters")
     cluster = known.get(path)
     if cluster is None:

@@ -27,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - reported by the modules
     HAS_YAML = False
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
 
 
 class KubeconfigError(ValueError):

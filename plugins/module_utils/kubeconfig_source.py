@@ -73,7 +73,7 @@ class SourceReader:
     def gcp(self):
         if self._gcp is None:
             # pylint: disable-next=import-outside-toplevel
-            from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GcpSession
+            from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GcpSession
 
             self._gcp = GcpSession(self.module)
         return self._gcp
@@ -81,7 +81,7 @@ class SourceReader:
     def read(self, item, label):
         """The source's text (or mapping for inline content), or None if the file or secret does not exist.
 
-        Raises kc.KubeconfigError for content that cannot be text, and common.ApiError for
+        Raises kc.KubeconfigError for content that cannot be text, and _errors.ApiError for
         Secret Manager failures other than "not found".
         """
         if item.get("path") is not None:

@@ -7,12 +7,12 @@
 Every Secret Manager call of the collection goes through ``SecretManager``:
 
 * the client is the official ``SecretManagerServiceClient`` on its REST transport, built on the
-  very credentials object of ``gcp.GcpSession`` (so the same ADC / key / token / impersonation,
+  very credentials object of ``_gcp_session.GcpSession`` (so the same ADC / key / token / impersonation,
   one token refresh for every API), with its host from ``api_endpoints`` (the sandbox's fake);
-  one client per process and auth settings, kept in ``GcpSession.shared`` like the sessions,
-  because the ``plan`` module runs many module calls in one process;
-* the library's own retries are off (``retry=None``): ``common.call_with_retry`` is the one
-  retry policy, and every ``google.api_core`` exception becomes a ``common.ApiError`` with the
+  one client per module run and auth settings, kept in ``GcpSession.shared`` like the sessions
+  (a module reading several secrets builds it once);
+* the library's own retries are off (``retry=None``): ``_retry.call_with_retry`` is the one
+  retry policy, and every ``google.api_core`` exception becomes a ``_errors.ApiError`` with the
   HTTP status, Google's own message, the status name (``FAILED_PRECONDITION``) and the body;
 * payload integrity: ``addVersion`` sends ``data_crc32c`` computed with google-crc32c, which
   Secret Manager checks before storing; ``:access`` responses are checked against theirs.
@@ -27,7 +27,8 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
 
 try:
     import google_crc32c
@@ -89,7 +90,7 @@ def crc32c(data):
 
 
 def api_error(exc, resource, method):
-    """A common.ApiError from what a Secret Manager call raised (google.api_core, google.auth, requests)."""
+    """A _errors.ApiError from what a Secret Manager call raised (google.api_core, google.auth, requests)."""
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         response = getattr(exc, "response", None)
         body, reason, message = None, None, None

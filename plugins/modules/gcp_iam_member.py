@@ -136,11 +136,12 @@ etag:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._runner import run_module
 from ansible_collections.prow.build_cluster.plugins.module_utils.impl import gcp_iam_member as impl
 
 
 def main():
-    impl.run(AnsibleModule(**impl.module_kwargs()))
+    run_module(impl, AnsibleModule)
 
 
 if __name__ == "__main__":

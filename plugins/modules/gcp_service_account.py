@@ -80,11 +80,12 @@ service_account:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._runner import run_module
 from ansible_collections.prow.build_cluster.plugins.module_utils.impl import gcp_service_account as impl
 
 
 def main():
-    impl.run(AnsibleModule(**impl.module_kwargs()))
+    run_module(impl, AnsibleModule)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Harness for integration tests: run the collection's modules the way users do.
 
-Each test writes a small playbook and runs the real ``ansible-playbook`` (so every module
-runs as its own process, through AnsiballZ, exactly as in production) with the JSON
-callback, then asserts on the per-task results. The sandbox fixtures (clusters, the GCP
+Each test writes a small playbook and runs the real ``ansible-playbook`` with the JSON
+callback, then asserts on the per-task results. The play is ``-c local`` on this Python, so
+the modules run in the worker process (plugin_utils/inprocess.py), as on an operator's
+controller; test_inprocess.py runs tasks both ways and compares the results. The sandbox fixtures (clusters, the GCP
 fake) come from the prow_sandbox pytest plugin.
 """
 

@@ -20,16 +20,11 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
-    ApiError,
-    call_with_retry,
-    dns_label_error,
-    dns_subdomain_error,
-    fail_on_api_error,
-    fingerprint,
-    parse_duration,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
     K8S_AUTH_ARGSPEC,
     K8S_AUTH_MUTUALLY_EXCLUSIVE,
@@ -114,8 +109,6 @@ def load_members(module):
             config = kc.parse(text, label)
         except kc.KubeconfigError as exc:
             module.fail_json(msg=str(exc))
-        except ApiError as exc:
-            fail_on_api_error(module, exc)
         sources.hide_credentials(module, config)
         members.append((label, config))
     return members, missing
@@ -249,10 +242,7 @@ def run(module):
     else:
         desired = secret_keys(module, merged)  # validates key names before connecting
         client = connect(module)
-        try:
-            changed, digest, before, after = to_secret(module, client, desired)
-        except ApiError as exc:
-            fail_on_api_error(module, exc)
+        changed, digest, before, after = to_secret(module, client, desired)
         target = params["kubernetes_secret"]
         result["kubernetes_secret"] = {"name": target["name"], "namespace": target["namespace"], "keys": sorted(desired)}
         header = f"secret {target['namespace']}/{target['name']}"

@@ -11,21 +11,20 @@ with ``exit_json`` or ``fail_json``.
 from __future__ import annotations
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    PolicyTarget,
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_iam import (
     account_not_yet_visible,
+    member_not_yet_visible,
+    PolicyTarget,
+    update_policy,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import (
     bucket_name_error,
     first_error,
     gsa_email_error,
-    member_not_yet_visible,
     normalize_bucket,
     project_id_error,
     secret_id_error,
-    update_policy,
 )
 
 
@@ -105,13 +104,10 @@ def run(module):
     not_yet_visible = account_not_yet_visible if params["resource_type"] == "service_account" else member_not_yet_visible
     # In check mode the resource may not exist yet (an earlier task creates it): say so.
     would = (f"grant {role} to " if params["state"] == "present" else f"revoke {role} from ") + ", ".join(members)
-    try:
-        before, after, changed = update_policy(
-            gcp, target, change_all,
-            check_mode=module.check_mode, retry_on=not_yet_visible, missing_would=would,
-        )
-    except ApiError as err:
-        fail_on_api_error(module, err)
+    before, after, changed = update_policy(
+        gcp, target, change_all,
+        check_mode=module.check_mode, retry_on=not_yet_visible, missing_would=would,
+    )
 
     result = {
         "changed": changed,

@@ -10,14 +10,11 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, fail_on_api_error
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    account_id_error,
-    account_not_yet_visible,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_iam import account_not_yet_visible
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import account_id_error
 
 # Fields the module manages, API name -> option name.
 FIELDS = {"displayName": "display_name", "description": "description"}
@@ -83,35 +80,32 @@ def run(module):
     wanted = {api: params[opt] for api, opt in FIELDS.items() if params[opt] is not None}
     result = {"changed": False, "email": email, "member": f"serviceAccount:{email}", "service_account": {}}
 
-    try:
-        actual = call_with_retry(gcp.get, "iam", path, resource, attempts=FIRST_READ_ATTEMPTS,
-                                 retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 403)
-        before = {k: actual.get(k, "") for k in FIELDS} if actual else {}
-        after = dict(before, **wanted)
-        if params["state"] == "absent":
-            after = {}
-            if actual:
-                result["changed"] = True
-                if not module.check_mode:
-                    gcp.request("DELETE", "iam", path, resource, allow_404=True)
-        elif actual is None:
-            after = {k: wanted.get(k, "") for k in FIELDS}
+    actual = call_with_retry(gcp.get, "iam", path, resource, attempts=FIRST_READ_ATTEMPTS,
+                             retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 403)
+    before = {k: actual.get(k, "") for k in FIELDS} if actual else {}
+    after = dict(before, **wanted)
+    if params["state"] == "absent":
+        after = {}
+        if actual:
             result["changed"] = True
             if not module.check_mode:
-                actual, created = create(gcp, project, params["name"], wanted, path, resource)
-                if not created:
-                    # Someone else created it meanwhile (409): ours only if it needs changes.
-                    before = {k: (actual or {}).get(k, "") for k in FIELDS}
-                    after = dict(before, **wanted)
-                    result["changed"] = after != before
-                    if result["changed"]:
-                        actual = patch(gcp, path, resource, actual, after, wanted)
-        elif after != before:
-            result["changed"] = True
-            if not module.check_mode:
-                actual = patch(gcp, path, resource, actual, after, wanted)
-    except ApiError as err:
-        fail_on_api_error(module, err)
+                gcp.request("DELETE", "iam", path, resource, allow_404=True)
+    elif actual is None:
+        after = {k: wanted.get(k, "") for k in FIELDS}
+        result["changed"] = True
+        if not module.check_mode:
+            actual, created = create(gcp, project, params["name"], wanted, path, resource)
+            if not created:
+                # Someone else created it meanwhile (409): ours only if it needs changes.
+                before = {k: (actual or {}).get(k, "") for k in FIELDS}
+                after = dict(before, **wanted)
+                result["changed"] = after != before
+                if result["changed"]:
+                    actual = patch(gcp, path, resource, actual, after, wanted)
+    elif after != before:
+        result["changed"] = True
+        if not module.check_mode:
+            actual = patch(gcp, path, resource, actual, after, wanted)
 
     if params["state"] == "present" and actual:
         result["service_account"] = actual

@@ -10,16 +10,10 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, call_with_retry, fail_on_api_error
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    bucket_name_error,
-    first_error,
-    labels_error,
-    normalize_bucket,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import bucket_name_error, first_error, labels_error, normalize_bucket
 
 
 def summary(bucket):
@@ -86,56 +80,53 @@ def run(module):
     resource = f"bucket {name}"
     result = {"changed": False, "name": name, "url": f"gs://{name}", "bucket": {}}
 
-    try:
-        bucket = read_bucket(module, gcp, path, resource)
-        after = before = summary(bucket)
+    bucket = read_bucket(module, gcp, path, resource)
+    after = before = summary(bucket)
+    if bucket:
+        result["owned"] = owned = str(bucket.get("projectNumber")) == project_number(gcp, project)
+        if not owned and not params["shared"]:
+            module.fail_json(msg=(
+                f"bucket {name} exists but belongs to another project (number {bucket.get('projectNumber')}), "
+                f"not {project}. Bucket names are global: choose another name, or set shared: true "
+                "to use that project's bucket as it is."))
+    if params["state"] == "absent":
+        after = {}
         if bucket:
-            result["owned"] = owned = str(bucket.get("projectNumber")) == project_number(gcp, project)
-            if not owned and not params["shared"]:
-                module.fail_json(msg=(
-                    f"bucket {name} exists but belongs to another project (number {bucket.get('projectNumber')}), "
-                    f"not {project}. Bucket names are global: choose another name, or set shared: true "
-                    "to use that project's bucket as it is."))
-        if params["state"] == "absent":
-            after = {}
-            if bucket:
-                result["changed"] = True
-                if not module.check_mode:
-                    gcp.request("DELETE", "storage", path, resource, allow_404=True)
-            bucket = None
-        elif bucket is None:
-            if params["shared"]:
-                module.fail_json(msg=f"shared bucket {name} does not exist; a shared bucket is not created")
             result["changed"] = True
-            body = {
-                "name": name,
-                "location": (params["location"] or "US").upper(),  # GCS reports it upper-cased
-                "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": params["uniform_bucket_level_access"]}},
-            }
-            if params["storage_class"]:
-                body["storageClass"] = params["storage_class"]
-            if params["labels"]:
-                body["labels"] = params["labels"]
-            after = dict(summary(body), storage_class=params["storage_class"] or "STANDARD")
             if not module.check_mode:
-                bucket = create(module, gcp, project, body, resource)
-        elif params["shared"]:
-            if not before["uniform_bucket_level_access"] and params["uniform_bucket_level_access"]:
-                module.warn(f"shared bucket {name} does not have uniform bucket-level access; it is left as it is")
-        else:
-            if params["location"] and before["location"].upper() != params["location"].upper():
-                module.fail_json(msg=(
-                    f"bucket {name} is in {before['location']}, not {params['location']}; a bucket's location "
-                    "cannot change. Set location to match, or use another bucket."))
-            if wanted_changes(params, bucket):
-                result["changed"] = True
-                after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
-                             uniform_bucket_level_access=params["uniform_bucket_level_access"],
-                             storage_class=params["storage_class"] or before["storage_class"])
-                if not module.check_mode:
-                    bucket = patch_bucket(module, gcp, path, resource, bucket)
-    except ApiError as err:
-        fail_on_api_error(module, err)
+                gcp.request("DELETE", "storage", path, resource, allow_404=True)
+        bucket = None
+    elif bucket is None:
+        if params["shared"]:
+            module.fail_json(msg=f"shared bucket {name} does not exist; a shared bucket is not created")
+        result["changed"] = True
+        body = {
+            "name": name,
+            "location": (params["location"] or "US").upper(),  # GCS reports it upper-cased
+            "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": params["uniform_bucket_level_access"]}},
+        }
+        if params["storage_class"]:
+            body["storageClass"] = params["storage_class"]
+        if params["labels"]:
+            body["labels"] = params["labels"]
+        after = dict(summary(body), storage_class=params["storage_class"] or "STANDARD")
+        if not module.check_mode:
+            bucket = create(module, gcp, project, body, resource)
+    elif params["shared"]:
+        if not before["uniform_bucket_level_access"] and params["uniform_bucket_level_access"]:
+            module.warn(f"shared bucket {name} does not have uniform bucket-level access; it is left as it is")
+    else:
+        if params["location"] and before["location"].upper() != params["location"].upper():
+            module.fail_json(msg=(
+                f"bucket {name} is in {before['location']}, not {params['location']}; a bucket's location "
+                "cannot change. Set location to match, or use another bucket."))
+        if wanted_changes(params, bucket):
+            result["changed"] = True
+            after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
+                         uniform_bucket_level_access=params["uniform_bucket_level_access"],
+                         storage_class=params["storage_class"] or before["storage_class"])
+            if not module.check_mode:
+                bucket = patch_bucket(module, gcp, path, resource, bucket)
 
     result["bucket"] = bucket or {}
     if module._diff:

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
-    ApiError,
-    dns_label_error,
-    dns_subdomain_error,
-    fail_on_api_error,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
     K8S_AUTH_ARGSPEC,
     K8S_AUTH_MUTUALLY_EXCLUSIVE,

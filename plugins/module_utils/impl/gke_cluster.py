@@ -10,16 +10,11 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, parse_duration
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    first_error,
-    gke_cluster_busy,
-    gke_name_error,
-    location_error,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._gke import gke_cluster_busy, wait_operation
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, gke_name_error, location_error
 
 GKE_METADATA = "GKE_METADATA"
 
@@ -102,7 +97,7 @@ class Runner:
         self.operations.append(operation["name"])
         if wait:
             try:
-                self.gcp.wait_gke_operation(operation, self.location_path, self.timeout)
+                wait_operation(self.gcp, operation, self.location_path, self.timeout)
             except TimeoutError as exc:
                 self.module.fail_json(msg=f"{resource}: {exc}. The operation goes on in GKE; run again to continue.",
                                       operations=self.operations)

@@ -20,8 +20,10 @@ import base64
 import copy
 import json
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session as gcp
+from ansible_collections.prow.build_cluster.plugins.module_utils import k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Fields the server owns: never compared, never shown in a diff.

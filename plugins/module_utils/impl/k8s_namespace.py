@@ -10,8 +10,8 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, dns_label_error, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error
 
 
 def describe(obj):
@@ -27,11 +27,11 @@ def module_kwargs():
     return {
         "argument_spec": {
             **k8s.K8S_AUTH_ARGSPEC,
-            **gcp.GCP_AUTH_ARGSPEC,
+            **_gcp_session.GCP_AUTH_ARGSPEC,
             "name": {"type": "str", "default": "test-pods"},
             "labels": {"type": "dict", "default": {}},
         },
-        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + gcp.GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + _gcp_session.GCP_AUTH_MUTUALLY_EXCLUSIVE,
         "supports_check_mode": True,
     }
 
@@ -46,25 +46,22 @@ def run(module):
 
     client = k8s.connect(module)
     path = f"/api/v1/namespaces/{name}"
-    try:
-        current = client.get(path, resource=f"namespace {name}")
-        if current is None:
-            after = {"name": name, "labels": labels, "phase": None}
-            if not module.check_mode:
-                desired = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-                after = describe(client.request("POST", "/api/v1/namespaces", desired, resource=f"namespace {name}"))
-            module.exit_json(changed=True, namespace=after, diff={"before": {}, "after": after})
-        if (current.get("status") or {}).get("phase") == "Terminating":
-            module.fail_json(msg=f"namespace {name} is being deleted; wait for it to go, or pick another name")
-        before = describe(current)
-        missing = {k: v for k, v in labels.items() if before["labels"].get(k) != v}
-        if not missing:
-            module.exit_json(changed=False, namespace=before)
-        after = dict(before, labels=dict(before["labels"], **missing))
+    current = client.get(path, resource=f"namespace {name}")
+    if current is None:
+        after = {"name": name, "labels": labels, "phase": None}
         if not module.check_mode:
-            patched = client.request("PATCH", path, {"metadata": {"labels": missing}},
-                                     content_type="application/merge-patch+json", resource=f"namespace {name}")
-            after = describe(patched)
-        module.exit_json(changed=True, namespace=after, diff={"before": before, "after": after})
-    except ApiError as err:
-        fail_on_api_error(module, err)
+            desired = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+            after = describe(client.request("POST", "/api/v1/namespaces", desired, resource=f"namespace {name}"))
+        module.exit_json(changed=True, namespace=after, diff={"before": {}, "after": after})
+    if (current.get("status") or {}).get("phase") == "Terminating":
+        module.fail_json(msg=f"namespace {name} is being deleted; wait for it to go, or pick another name")
+    before = describe(current)
+    missing = {k: v for k, v in labels.items() if before["labels"].get(k) != v}
+    if not missing:
+        module.exit_json(changed=False, namespace=before)
+    after = dict(before, labels=dict(before["labels"], **missing))
+    if not module.check_mode:
+        patched = client.request("PATCH", path, {"metadata": {"labels": missing}},
+                                 content_type="application/merge-patch+json", resource=f"namespace {name}")
+        after = describe(patched)
+    module.exit_json(changed=True, namespace=after, diff={"before": before, "after": after})

@@ -19,16 +19,10 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import (
-    ApiError,
-    dns_label_error,
-    dns_subdomain_error,
-    fail_on_api_error,
-    fingerprint,
-    format_duration,
-    parse_duration,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint, format_duration, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
     K8S_AUTH_ARGSPEC,
     K8S_AUTH_MUTUALLY_EXCLUSIVE,
@@ -134,7 +128,7 @@ def read_current(module):
     except ApiError as exc:
         if sources.unreadable_version(exc):
             return None, label, f"the stored kubeconfig's version {exc.version.rsplit('/', 1)[-1]} is {exc.state} (unreadable)"
-        fail_on_api_error(module, exc)
+        raise
     except kc.KubeconfigError as exc:
         if module.params["force"]:
             return None, label, None  # it is being replaced anyway
@@ -147,10 +141,7 @@ def cluster_ca(module, client, namespace):
     """The CA data the kubeconfig needs: the connection's, else the cluster's kube-root-ca.crt (as gencred read it)."""
     if client.ca_data:
         return client.ca_data
-    try:
-        config_map = client.get(f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt", resource="configmap kube-root-ca.crt")
-    except ApiError as exc:
-        fail_on_api_error(module, exc)
+    config_map = client.get(f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt", resource="configmap kube-root-ca.crt")
     pem = ((config_map or {}).get("data") or {}).get("ca.crt")
     if not pem:
         module.fail_json(msg="cannot tell the cluster's CA: the connection has none (set ca_cert) and ConfigMap kube-root-ca.crt has no ca.crt")
@@ -173,7 +164,7 @@ def mint(module, client, duration):
                 msg=f"ServiceAccount {namespace}/{name} does not exist: create it first (prow.build_cluster.gke_admin_ksa); {exc}",
                 status=404,
             )
-        fail_on_api_error(module, exc)
+        raise
     status = response.get("status") or {}
     if not status.get("token") or not status.get("expirationTimestamp"):
         module.fail_json(msg=f"TokenRequest for {namespace}/{name} returned no token or no expirationTimestamp")
@@ -217,18 +208,15 @@ def run(module):
 
     current, _label, unreadable = read_current(module)
     client = connect(module)
-    try:
-        if duration > GKE_MAX_SECONDS and params["platform"] == "auto" and client.is_gke():
-            module.fail_json(msg=gke_cap_message(params["duration"]))
-        server, ca_data = client.server, cluster_ca(module, client, params["namespace"])
+    if duration > GKE_MAX_SECONDS and params["platform"] == "auto" and client.is_gke():
+        module.fail_json(msg=gke_cap_message(params["duration"]))
+    server, ca_data = client.server, cluster_ca(module, client, params["namespace"])
 
-        now = datetime.now(timezone.utc)
-        reason = "force: true" if params["force"] else unreadable or kc.stale_reason(current, alias, server, ca_data, now, rotate_before)
-        if reason is None:
-            # Cheap checks passed; only the server knows about revocation and foreign issuers.
-            reason = kc.review_reason(client.token_review(kc.credential(current, alias)[2]), expected_user)
-    except ApiError as exc:
-        fail_on_api_error(module, exc)
+    now = datetime.now(timezone.utc)
+    reason = "force: true" if params["force"] else unreadable or kc.stale_reason(current, alias, server, ca_data, now, rotate_before)
+    if reason is None:
+        # Cheap checks passed; only the server knows about revocation and foreign issuers.
+        reason = kc.review_reason(client.token_review(kc.credential(current, alias)[2]), expected_user)
 
     token = expiry = None
     if reason is None:
@@ -238,10 +226,7 @@ def run(module):
         token, expiry = mint(module, client, duration)
         # Nothing is published (file, return value, then Secret Manager) before the server
         # has accepted the new token as the expected identity: Prow keeps the old one until then.
-        try:
-            refused = kc.review_reason(client.token_review(token), expected_user)
-        except ApiError as exc:
-            fail_on_api_error(module, exc)
+        refused = kc.review_reason(client.token_review(token), expected_user)
         if refused:
             module.fail_json(msg=f"the new token failed its TokenReview ({refused}); nothing was published")
         granted = (expiry - now).total_seconds()

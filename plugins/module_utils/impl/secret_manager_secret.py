@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, fail_on_api_error, fingerprint
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    first_error,
-    labels_error,
-    secret_id_error,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, labels_error, secret_id_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
 
 MAX_PAYLOAD = 64 * 1024
@@ -121,18 +115,15 @@ def run(module):
     result = {"changed": False, "version": None, "version_added": False, "pruned": [], "secret": {}}
     if payload is not None:
         result["payload_fingerprint"] = fingerprint(payload)
-    try:
-        secret = sm.get_secret(name, resource)
-        if params["state"] == "absent":
-            result["diff"] = {"before": describe(secret, None, None), "after": {}}
-            if secret:
-                result["changed"] = True
-                if not module.check_mode:
-                    sm.delete_secret(name, resource)
-        else:
-            ensure(module, sm, project, name, resource, secret, payload, result)
-    except ApiError as err:
-        fail_on_api_error(module, err)
+    secret = sm.get_secret(name, resource)
+    if params["state"] == "absent":
+        result["diff"] = {"before": describe(secret, None, None), "after": {}}
+        if secret:
+            result["changed"] = True
+            if not module.check_mode:
+                sm.delete_secret(name, resource)
+    else:
+        ensure(module, sm, project, name, resource, secret, payload, result)
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

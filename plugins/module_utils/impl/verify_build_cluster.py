@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, _validate, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, format_duration, parse_duration
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import format_duration, parse_duration
 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -133,7 +134,7 @@ def check_workload_identity(module, admin, session, checks):
     if not admin.gke_cluster:
         checks.broken("workload identity", "the cluster was not reached through gke:, so its identity pool is unknown",
                       "connect with gke: projects/P/locations/L/clusters/C")
-    project, location, name = k8s.parse_gke_name(params["gke"])
+    project, location, name = _validate.parse_gke_name(params["gke"])
     pool = (admin.gke_cluster.get("workloadIdentityConfig") or {}).get("workloadPool")
     if not pool:
         checks.broken("workload identity", "Workload Identity is off on the cluster", "run the cluster role (gke_cluster)")
@@ -158,7 +159,7 @@ def check_workload_identity(module, admin, session, checks):
     # Every call from here on is made as the KSA, then as the GSA, never with the operator's
     # credentials (as_bearer): each link proves what the jobs' identity may do.
     try:
-        federated = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=gcp.ANONYMOUS, json_body={
+        federated = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=_gcp_session.ANONYMOUS, json_body={
             "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
             "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
@@ -220,7 +221,7 @@ def module_kwargs():
     return {
         "argument_spec": {
             **k8s.K8S_AUTH_ARGSPEC,
-            **gcp.GCP_AUTH_ARGSPEC,
+            **_gcp_session.GCP_AUTH_ARGSPEC,
             "alias": {"type": "str", "required": True},
             "stored": {"type": "dict", "required": True, "options": source.SOURCE_OPTIONS},
             "pod_namespace": {"type": "str", "default": "test-pods"},
@@ -236,7 +237,7 @@ def module_kwargs():
                 },
             },
         },
-        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + gcp.GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "mutually_exclusive": k8s.K8S_AUTH_MUTUALLY_EXCLUSIVE + _gcp_session.GCP_AUTH_MUTUALLY_EXCLUSIVE,
         "supports_check_mode": True,
     }
 
@@ -263,7 +264,7 @@ def run(module):
             pass
         if params["workload_identity"]:
             try:
-                result["gcp_service_account"] = check_workload_identity(module, admin, gcp.GcpSession(module), checks)
+                result["gcp_service_account"] = check_workload_identity(module, admin, _gcp_session.GcpSession(module), checks)
             except Broken:
                 pass
     except ApiError as err:

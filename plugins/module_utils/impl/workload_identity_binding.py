@@ -11,25 +11,13 @@ with ``exit_json`` or ``fail_json``.
 from __future__ import annotations
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, dns_label_error, dns_subdomain_error, fail_on_api_error
-from ansible_collections.prow.build_cluster.plugins.module_utils.gcp import (
-    GCP_AUTH_ARGSPEC,
-    GCP_AUTH_MUTUALLY_EXCLUSIVE,
-    GcpSession,
-    PolicyTarget,
-    account_not_yet_visible,
-    first_error,
-    gsa_email_error,
-    project_id_error,
-    read_policy,
-    update_policy,
-)
-from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
-    K8S_AUTH_ARGSPEC,
-    K8S_AUTH_MUTUALLY_EXCLUSIVE,
-    connect,
-    parse_gke_name,
-)
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_iam import account_not_yet_visible, PolicyTarget, read_policy, update_policy
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, gsa_email_error, project_id_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import connect, K8S_AUTH_ARGSPEC, K8S_AUTH_MUTUALLY_EXCLUSIVE
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import parse_gke_name
 
 ANNOTATION = "iam.gke.io/gcp-service-account"
 POOL_SUFFIX = ".svc.id.goog"
@@ -117,44 +105,41 @@ def run(module):
     ksa_resource = f"ServiceAccount {namespace}/{name}"
     result = {"changed": False, "member": member, "workload_pool": pool, "ksa_created": False}
 
-    try:
-        # Read both halves before writing either, so a failure on one (a missing GSA, a missing
-        # namespace) leaves the other untouched.
-        ksa = client.get(ksa_path, resource=ksa_resource)
-        target = PolicyTarget.service_account(gsa)
-        # The GSA may have been created seconds ago: IAM may answer 404 or 403 for a while.
-        # In check mode the GSA may not exist yet (an earlier task creates it): say so.
-        policy = read_policy(gcp, target, retry_on=account_not_yet_visible,
-                             missing_would=f"grant {role} to {member}" if module.check_mode else None)
-        patch = ksa_patch(ksa, gsa, present) if ksa is not None else None
-        result["ksa_created"] = present and ksa is None
-        change = iam.add_member if present else iam.remove_member
-        member_changed = change(policy, role, member)[1]
-        ksa_changes = result["ksa_created"] or patch is not None
-        result["changed"] = ksa_changes or member_changed
+    # Read both halves before writing either, so a failure on one (a missing GSA, a missing
+    # namespace) leaves the other untouched.
+    ksa = client.get(ksa_path, resource=ksa_resource)
+    target = PolicyTarget.service_account(gsa)
+    # The GSA may have been created seconds ago: IAM may answer 404 or 403 for a while.
+    # In check mode the GSA may not exist yet (an earlier task creates it): say so.
+    policy = read_policy(gcp, target, retry_on=account_not_yet_visible,
+                         missing_would=f"grant {role} to {member}" if module.check_mode else None)
+    patch = ksa_patch(ksa, gsa, present) if ksa is not None else None
+    result["ksa_created"] = present and ksa is None
+    change = iam.add_member if present else iam.remove_member
+    member_changed = change(policy, role, member)[1]
+    ksa_changes = result["ksa_created"] or patch is not None
+    result["changed"] = ksa_changes or member_changed
 
-        before_annotation = ((ksa or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION)
-        after_annotation = gsa if present else (None if before_annotation == gsa else before_annotation)
-        result["annotation"] = after_annotation
-        if module._diff:
-            result["diff"] = {
-                "before": {"ksa": ksa_resource if ksa else None, "annotation": before_annotation,
-                           "gsa_member": iam.has_member(policy, role, member)},
-                "after": {"ksa": ksa_resource if (ksa or present) else None, "annotation": after_annotation,
-                          "gsa_member": present},
-            }
-        if module.check_mode:
-            module.exit_json(**result)
+    before_annotation = ((ksa or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION)
+    after_annotation = gsa if present else (None if before_annotation == gsa else before_annotation)
+    result["annotation"] = after_annotation
+    if module._diff:
+        result["diff"] = {
+            "before": {"ksa": ksa_resource if ksa else None, "annotation": before_annotation,
+                       "gsa_member": iam.has_member(policy, role, member)},
+            "after": {"ksa": ksa_resource if (ksa or present) else None, "annotation": after_annotation,
+                      "gsa_member": present},
+        }
+    if module.check_mode:
+        module.exit_json(**result)
 
-        if result["ksa_created"]:
-            create_ksa(client, namespace, name, gsa, ksa_resource)
-        elif patch is not None:
-            client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
-        if member_changed:
-            # Read-modify-write again with a fresh etag; the policy read above only planned.
-            update_policy(gcp, target, lambda p: change(p, role, member), retry_on=account_not_yet_visible)
-    except ApiError as err:
-        fail_on_api_error(module, err)
+    if result["ksa_created"]:
+        create_ksa(client, namespace, name, gsa, ksa_resource)
+    elif patch is not None:
+        client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+    if member_changed:
+        # Read-modify-write again with a fresh etag; the policy read above only planned.
+        update_policy(gcp, target, lambda p: change(p, role, member), retry_on=account_not_yet_visible)
     module.exit_json(**result)
 
 

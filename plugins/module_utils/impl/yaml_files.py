@@ -15,7 +15,7 @@ import os
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
 
 
 def render(documents):

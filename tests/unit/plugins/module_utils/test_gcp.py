@@ -7,15 +7,15 @@ import json
 import pytest
 import requests
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import common, gcp
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_iam, _gcp_session, _retry, _validate
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 
 
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch):
     # The retry helper's real waits are up to seconds; decisions, not timing, are tested here.
-    monkeypatch.setattr(common, "RETRY_INITIAL_WAIT", 0.0)
-    monkeypatch.setattr(common, "RETRY_MAX_WAIT", 0.0)
+    monkeypatch.setattr(_retry, "RETRY_INITIAL_WAIT", 0.0)
+    monkeypatch.setattr(_retry, "RETRY_MAX_WAIT", 0.0)
 
 
 # Every test here starts without shared sessions (conftest.py).
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("fresh_shared_sessions")
 
 class FakeModule:
     def __init__(self, **params):
-        self.params = dict({k: None for k in gcp.GCP_AUTH_ARGSPEC}, **params)
+        self.params = dict({k: None for k in _gcp_session.GCP_AUTH_ARGSPEC}, **params)
         self.failed = None
 
     def fail_json(self, **kwargs):
@@ -55,7 +55,7 @@ class ScriptedHttp:
 
 def session_with(*answers, endpoints=None):
     module = FakeModule(api_endpoints=endpoints)
-    session = gcp.GcpSession(module)
+    session = _gcp_session.GcpSession(module)
     session._shared["session"] = ScriptedHttp(*answers)
     return session
 
@@ -93,10 +93,10 @@ def test_request_reads_cloud_storages_legacy_error_shape():
 def test_get_is_none_on_404_and_a_retry_budget_is_bounded():
     s = session_with(google_error(404, "not found", "NOT_FOUND"))
     assert s.get("iam", "/v1/x") is None
-    s = session_with(*[google_error(503, "down", "UNAVAILABLE")] * (common.RETRY_ATTEMPTS + 1))
+    s = session_with(*[google_error(503, "down", "UNAVAILABLE")] * (_retry.RETRY_ATTEMPTS + 1))
     with pytest.raises(ApiError):
         s.request("GET", "iam", "/v1/x")
-    assert len(s.session.calls) == common.RETRY_ATTEMPTS
+    assert len(s.session.calls) == _retry.RETRY_ATTEMPTS
 
 
 def test_endpoints_override_is_the_one_place_urls_come_from():
@@ -104,7 +104,7 @@ def test_endpoints_override_is_the_one_place_urls_come_from():
     s.request("GET", "iam", "/v1/projects/p/serviceAccounts")
     assert s.session.calls[0][1] == "http://127.0.0.1:1/iam/v1/projects/p/serviceAccounts"
     with pytest.raises(ValueError, match="unknown services"):
-        gcp.resolve_endpoints({"bogus": "http://x"})
+        _gcp_session.resolve_endpoints({"bogus": "http://x"})
 
 
 # ---------------------------------------------------------------- read-modify-write
@@ -141,13 +141,13 @@ def add(member):
 
 
 @pytest.mark.parametrize(("target", "status"), [
-    (gcp.PolicyTarget.service_account("a@p-build.iam.gserviceaccount.com"), 409),
-    (gcp.PolicyTarget.bucket("results"), 412),
+    (_gcp_iam.PolicyTarget.service_account("a@p-build.iam.gserviceaccount.com"), 409),
+    (_gcp_iam.PolicyTarget.bucket("results"), 412),
 ])
 def test_a_concurrent_writer_never_loses_a_binding(target, status):
     server = PolicyServer({"etag": "e1", "bindings": []}, interfere=2, conflict_status=status)
     s = session_with(*[server] * 20)
-    _before, _after, changed = gcp.update_policy(s, target, add("user:me@x.com"))
+    _before, _after, changed = _gcp_iam.update_policy(s, target, add("user:me@x.com"))
     assert changed and server.writes == 1
     members = {m for b in server.policy["bindings"] for m in b["members"]}
     assert members == {"user:me@x.com", "user:other1@x.com", "user:other0@x.com"}
@@ -156,8 +156,8 @@ def test_a_concurrent_writer_never_loses_a_binding(target, status):
 def test_no_write_when_nothing_changes_nor_in_check_mode():
     server = PolicyServer({"etag": "e1", "bindings": [{"role": "roles/storage.objectAdmin", "members": ["user:me@x.com"]}]})
     s = session_with(*[server] * 4)
-    assert gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:me@x.com"))[2] is False
-    assert gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:you@x.com"), check_mode=True)[2] is True
+    assert _gcp_iam.update_policy(s, _gcp_iam.PolicyTarget.project("p-build"), add("user:me@x.com"))[2] is False
+    assert _gcp_iam.update_policy(s, _gcp_iam.PolicyTarget.project("p-build"), add("user:you@x.com"), check_mode=True)[2] is True
     assert server.writes == 0
     assert [c[0] for c in s.session.calls] == ["POST", "POST"]
     assert s.session.calls[0][2] == {"options": {"requestedPolicyVersion": 3}}
@@ -167,23 +167,23 @@ def test_a_member_iam_does_not_know_yet_is_retried_only_when_asked():
     unknown = google_error(400, "Service account new@p.iam.gserviceaccount.com does not exist.", "INVALID_ARGUMENT")
     server = PolicyServer({"etag": "e1", "bindings": []})
     s = session_with(server, unknown, server, server)
-    gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:me@x.com"), retry_on=gcp.member_not_yet_visible)
+    _gcp_iam.update_policy(s, _gcp_iam.PolicyTarget.project("p-build"), add("user:me@x.com"), retry_on=_gcp_iam.member_not_yet_visible)
     assert server.writes == 1
     s = session_with(server, unknown)
     with pytest.raises(ApiError, match="does not exist"):
-        gcp.update_policy(s, gcp.PolicyTarget.project("p-build"), add("user:new@x.com"))
+        _gcp_iam.update_policy(s, _gcp_iam.PolicyTarget.project("p-build"), add("user:new@x.com"))
 
 
 # ---------------------------------------------------------------- names and checksums
 
 
 @pytest.mark.parametrize(("check", "good", "bad"), [
-    (gcp.project_id_error, ["my-build", "k8s-prow", "example.com:my-project"], ["My-Build", "abc", "1project", "proj-", "a" * 31]),
-    (gcp.account_id_error, ["prowjob-default-sa", "abcdef"], ["abcde", "Prowjob", "sa-", "1sa-abc", "a" * 31, "my_sa_x"]),
-    (gcp.bucket_name_error, ["my-build-project", "a.b.c", "k8s_results"], ["ab", "Upper", "-a-b", "goog-x", "my-google-b", "1.2.3.4", "a" * 64]),
-    (gcp.secret_id_error, ["prow_build_cluster_kubeconfig_build-team", "A1"], ["", "has space", "a/b", "a" * 256]),
-    (gcp.gke_name_error, ["build", "my-build-project"], ["Build", "1build", "build-", "a" * 41]),
-    (gcp.location_error, ["us-west1-b", "us-west1", "northamerica-northeast1", "europe-west4-a"], ["us", "US-WEST1", "us-west1-bb", "west1"]),
+    (_validate.project_id_error, ["my-build", "k8s-prow", "example.com:my-project"], ["My-Build", "abc", "1project", "proj-", "a" * 31]),
+    (_validate.account_id_error, ["prowjob-default-sa", "abcdef"], ["abcde", "Prowjob", "sa-", "1sa-abc", "a" * 31, "my_sa_x"]),
+    (_validate.bucket_name_error, ["my-build-project", "a.b.c", "k8s_results"], ["ab", "Upper", "-a-b", "goog-x", "my-google-b", "1.2.3.4", "a" * 64]),
+    (_validate.secret_id_error, ["prow_build_cluster_kubeconfig_build-team", "A1"], ["", "has space", "a/b", "a" * 256]),
+    (_validate.gke_name_error, ["build", "my-build-project"], ["Build", "1build", "build-", "a" * 41]),
+    (_validate.location_error, ["us-west1-b", "us-west1", "northamerica-northeast1", "europe-west4-a"], ["us", "US-WEST1", "us-west1-bb", "west1"]),
 ])
 def test_names_are_checked_with_a_message_that_says_the_rule(check, good, bad):
     for value in good:
@@ -194,23 +194,23 @@ def test_names_are_checked_with_a_message_that_says_the_rule(check, good, bad):
 
 
 def test_gsa_emails():
-    assert gcp.gsa_email_error("prowjob-default-sa@my-build.iam.gserviceaccount.com") is None
-    assert gcp.gsa_email_error("123456789-compute@developer.gserviceaccount.com") is None
-    assert gcp.gsa_email_error("user@example.com")
-    assert gcp.gsa_email_error("serviceAccount:a@p.iam.gserviceaccount.com")
+    assert _validate.gsa_email_error("prowjob-default-sa@my-build.iam.gserviceaccount.com") is None
+    assert _validate.gsa_email_error("123456789-compute@developer.gserviceaccount.com") is None
+    assert _validate.gsa_email_error("user@example.com")
+    assert _validate.gsa_email_error("serviceAccount:a@p.iam.gserviceaccount.com")
 
 
 def test_labels_and_bucket_prefix():
-    assert gcp.labels_error({"team": "build-a", "cost_center": ""}) is None
-    assert "key" in gcp.labels_error({"Team": "x"})
-    assert "value" in gcp.labels_error({"team": "A B"})
-    assert gcp.normalize_bucket("gs://results/") == "results"
+    assert _validate.labels_error({"team": "build-a", "cost_center": ""}) is None
+    assert "key" in _validate.labels_error({"Team": "x"})
+    assert "value" in _validate.labels_error({"team": "A B"})
+    assert _validate.normalize_bucket("gs://results/") == "results"
 
 
 def test_sessions_with_the_same_auth_settings_share_credentials_and_connections():
-    first = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
-    same = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
-    other = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-b"))
+    first = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
+    same = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-a"))
+    other = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="token-b"))
     assert first.credentials is same.credentials
     assert first.session is same.session
     assert other.credentials is not first.credentials
@@ -250,8 +250,8 @@ def test_a_call_as_someone_else_carries_their_token_alone(header_echo):
     # The caller's AuthorizedSession puts the caller's token in place of any Authorization
     # header given (how verify once proved the operator instead of the job GSA); as_bearer
     # sends the other token on a plain session, or none at all.
-    session = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="operator-token",
-                                        api_endpoints={"storage": header_echo}))
+    session = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="operator-token",
+                                                 api_endpoints={"storage": header_echo}))
 
     def sent(**kwargs):
         return session.request("POST", "storage", "/o", json_body={}, **kwargs)["authorization"]
@@ -260,4 +260,4 @@ def test_a_call_as_someone_else_carries_their_token_alone(header_echo):
     assert sent(headers={"Authorization": "Bearer gsa-token"}) == "Bearer operator-token"
     assert sent(as_bearer="gsa-token") == "Bearer gsa-token"
     assert sent(as_bearer="gsa-token", headers={"authorization": "Bearer operator-token"}) == "Bearer gsa-token"
-    assert sent(as_bearer=gcp.ANONYMOUS) is None
+    assert sent(as_bearer=_gcp_session.ANONYMOUS) is None

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 
 GSA = "serviceAccount:job@p-build.iam.gserviceaccount.com"
 WI = "serviceAccount:p-build.svc.id.goog[test-pods/prowjob-default-sa]"

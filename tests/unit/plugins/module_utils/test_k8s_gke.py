@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import K8sClient
 
 
@@ -49,7 +49,7 @@ class GkeModule:
     """What k8s.connect uses of a module, connecting with gke: and an access token."""
 
     def __init__(self):
-        self.params = dict({k: None for k in {**k8s.K8S_AUTH_ARGSPEC, **gcp.GCP_AUTH_ARGSPEC}},
+        self.params = dict({k: None for k in {**k8s.K8S_AUTH_ARGSPEC, **_gcp_session.GCP_AUTH_ARGSPEC}},
                            gke="projects/p/locations/us-central1/clusters/build", auth_kind="accesstoken",
                            access_token="token-a")
         self.no_log_values = set()
@@ -79,9 +79,9 @@ class OneCluster:
 
 
 def test_connections_to_the_same_gke_cluster_in_one_process_look_it_up_once(monkeypatch):
-    monkeypatch.setattr(gcp, "_SHARED", {})
+    monkeypatch.setattr(_gcp_session, "_SHARED", {})
     http = OneCluster()
-    gcp.GcpSession(GkeModule())._shared["session"] = http
+    _gcp_session.GcpSession(GkeModule())._shared["session"] = http
     first, second = GkeModule(), GkeModule()
     clients = [k8s.connect(first), k8s.connect(second)]
     assert http.gets == 1

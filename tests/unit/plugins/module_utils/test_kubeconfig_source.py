@@ -46,7 +46,7 @@ def test_decode_payload():
 
 
 def test_unreadable_version_is_told_by_its_state():
-    from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+    from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
     from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretVersionUnreadable
 
     assert sources.unreadable_version(SecretVersionUnreadable("r", "m", "projects/1/secrets/s/versions/2", "DESTROYED"))

@@ -8,8 +8,8 @@ import pytest
 import requests
 from google.api_core import exceptions as api_exceptions
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import gcp, secretmanager
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, secretmanager
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 
 
 # Every test here starts without shared sessions (conftest.py).
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("fresh_shared_sessions")
 
 class FakeModule:
     def __init__(self, **params):
-        self.params = dict({k: None for k in gcp.GCP_AUTH_ARGSPEC}, **params)
+        self.params = dict({k: None for k in _gcp_session.GCP_AUTH_ARGSPEC}, **params)
 
     def fail_json(self, **kwargs):
         raise SystemExit(kwargs["msg"])
@@ -38,15 +38,15 @@ def test_crc32c_matches_the_castagnoli_check_value():
 
 
 def test_one_client_per_process_and_auth_settings_on_the_sessions_credentials():
-    first = secretmanager.SecretManager(gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a")))
-    same = secretmanager.SecretManager(gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a")))
-    other = secretmanager.SecretManager(gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="b")))
+    first = secretmanager.SecretManager(_gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a")))
+    same = secretmanager.SecretManager(_gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a")))
+    other = secretmanager.SecretManager(_gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="b")))
     assert first.client is same.client
     assert other.client is not first.client
     # The very credentials object of the session (one token, one impersonation), not a copy.
     assert first.client._transport._credentials is first.gcp.credentials
-    endpoint = gcp.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a",
-                                         api_endpoints={"secretmanager": "http://127.0.0.1:9/secretmanager"}))
+    endpoint = _gcp_session.GcpSession(FakeModule(auth_kind="accesstoken", access_token="a",
+                                                  api_endpoints={"secretmanager": "http://127.0.0.1:9/secretmanager"}))
     redirected = secretmanager.SecretManager(endpoint).client
     assert redirected is not first.client and redirected._transport._host == "http://127.0.0.1:9/secretmanager"
 

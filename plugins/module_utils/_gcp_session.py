@@ -8,7 +8,7 @@ Every GCP module goes through ``GcpSession``: one credentials path (Application 
 Credentials, a service-account file or its contents, an access token, optionally
 impersonating a service account), one authorised HTTP session, base URLs that a single
 option (``api_endpoints`` / ``GCP_API_ENDPOINTS``) can redirect (the sandbox uses this),
-and one error shape (``common.ApiError``) with retries from ``common.call_with_retry``.
+and one error shape (``_errors.ApiError``) with retries from ``_retry.call_with_retry``.
 
 The REST APIs are called directly rather than through the generated client libraries:
 the calls are few, the import cost per task is much lower, and the same code path serves
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible_collections.prow.build_cluster.plugins.module_utils.common import ApiError, TargetMissing, call_with_retry, require_tenacity
-from ansible_collections.prow.build_cluster.plugins.module_utils.iam import is_policy_conflict
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry, require_tenacity
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import project_id_error
 
 try:
     import google.auth
@@ -144,9 +143,10 @@ def error_from_response(response, resource):
                     url=response.request.url, reason=reason, body=body)
 
 
-# Credentials and HTTP sessions by auth settings, for this process. A module process makes
-# one GcpSession; the plan module makes one per call it checks, and loading a service
-# account key and fetching a token each time would be most of its time.
+# Credentials and HTTP sessions by auth settings, for this process: every GcpSession of a
+# module run (its own, the one behind a gke: connection, Secret Manager's) loads the key and
+# fetches a token once. A process runs one module: a module process, or the Ansible worker
+# forked for the task (plugin_utils/inprocess.py), whose parent never fills this dict.
 _SHARED = {}
 
 
@@ -299,20 +299,6 @@ class GcpSession:
     def get(self, service, path, resource=None, **kwargs):
         return self.request("GET", service, path, resource, allow_404=True, **kwargs)
 
-    def wait_gke_operation(self, operation, location_path, timeout, poll=2.0):
-        """Poll a GKE operation until DONE; raise ApiError on its error, TimeoutError on timeout."""
-        deadline = time.monotonic() + timeout
-        name = operation["name"]
-        while operation.get("status") != "DONE":
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"GKE operation {name} not done after {timeout}s (last status {operation.get('status')})")
-            time.sleep(poll)
-            operation = self.request("GET", "container", f"/v1/{location_path}/operations/{name}", f"operation {name}")
-        if operation.get("error"):
-            err = operation["error"]
-            raise ApiError(f"operation {name}", err.get("code"), err.get("message", "operation failed"), reason="OPERATION_FAILED")
-        return operation
-
     def require_project(self, what="project"):
         """The project ID (option, GCP_PROJECT, or the ADC default), validated; fails clearly if none."""
         if not self.project:
@@ -323,230 +309,3 @@ class GcpSession:
         if error:
             self.module.fail_json(msg=error)
         return self.project
-
-
-# ---------------------------------------------------------------- names
-# Checked before any call, so that a typo fails in milliseconds with a message that says
-# what the rule is, instead of as a 400/404 from the API after half a run.
-
-_PROJECT_ID = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-_ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-# The form only: account IDs are 6-30 characters, but Google-managed accounts
-# (NUMBER-compute@developer..., service agents) follow other rules.
-_GSA_EMAIL = re.compile(r"^[a-z0-9][-a-z0-9]*@[a-z0-9][-a-z0-9.:]*\.gserviceaccount\.com$")
-_BUCKET_PART = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
-_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_GKE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
-_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]{1,2}(?:-[a-z])?$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-
-
-def project_id_error(value, what="project"):
-    if not isinstance(value, str) or not _PROJECT_ID.match(value):
-        return (f"{what} {value!r} is not a project ID: 6 to 30 lowercase letters, digits and '-', "
-                "starting with a letter and not ending with '-' (the ID, not the display name or number)")
-    return None
-
-
-def account_id_error(value):
-    if not isinstance(value, str) or not _ACCOUNT_ID.match(value):
-        return (f"name {value!r} is not a service account ID: 6 to 30 lowercase letters, digits and '-', "
-                "starting with a letter and not ending with '-' (the part before '@')")
-    return None
-
-
-def gsa_email_error(value, what="service account"):
-    if not isinstance(value, str) or not _GSA_EMAIL.match(value):
-        return (f"{what} {value!r} is not a Google service account email "
-                "(ACCOUNT@PROJECT.iam.gserviceaccount.com)")
-    return None
-
-
-def normalize_bucket(value):
-    """A bucket name without the gs:// prefix that gsutil and gcloud print."""
-    return value[len("gs://"):].rstrip("/") if isinstance(value, str) and value.startswith("gs://") else value
-
-
-def bucket_name_error(value):
-    """Cloud Storage naming rules (https://cloud.google.com/storage/docs/buckets#naming)."""
-    problem = None
-    if not isinstance(value, str) or not 3 <= len(value) <= 222:
-        problem = "it must be 3 to 63 characters (222 with dots)"
-    elif not all(_BUCKET_PART.match(part) and len(part) <= 63 for part in value.split(".")):
-        problem = ("use lowercase letters, digits, '-', '_' and '.', start and end with a letter or digit, "
-                   "at most 63 characters between dots")
-    elif "." not in value and len(value) > 63:
-        problem = "without dots it must be at most 63 characters"
-    elif value.startswith("goog") or "google" in value or "g00gle" in value:
-        problem = "it may not start with 'goog' nor contain 'google'"
-    elif re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
-        problem = "it may not look like an IP address"
-    return f"bucket name {value!r} is not valid: {problem}" if problem else None
-
-
-def secret_id_error(value):
-    if not isinstance(value, str) or not _SECRET_ID.match(value):
-        return f"secret ID {value!r} is not valid: 1 to 255 letters, digits, '-' and '_'"
-    return None
-
-
-def gke_name_error(value):
-    if not isinstance(value, str) or not _GKE_NAME.match(value):
-        return (f"cluster name {value!r} is not valid: 1 to 40 lowercase letters, digits and '-', "
-                "starting with a letter and not ending with '-'")
-    return None
-
-
-def location_error(value):
-    if not isinstance(value, str) or not _LOCATION.match(value):
-        return f"location {value!r} is not a zone (us-west1-b) or a region (us-west1)"
-    return None
-
-
-def labels_error(labels):
-    for key, value in (labels or {}).items():
-        if not _LABEL_KEY.match(str(key)):
-            return (f"label key {key!r} is not valid: start with a lowercase letter, then up to 62 "
-                    "lowercase letters, digits, '-' or '_'")
-        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
-            return f"label {key}: value {value!r} is not valid: up to 63 lowercase letters, digits, '-' or '_'"
-    return None
-
-
-def first_error(*errors):
-    """The first of several optional error messages (validation reads as a flat list)."""
-    return next((e for e in errors if e), None)
-
-
-# ---------------------------------------------------------------- IAM policies
-
-
-class PolicyTarget:
-    """Where one resource's IAM policy is read and written: each service spells it differently."""
-
-    def __init__(self, resource, service, get, put, wrap, client_name=None):
-        self.resource = resource  # for messages: "bucket my-bucket"
-        self.service = service
-        self.get = get  # (method, path, params)
-        self.put = put  # (method, path)
-        self.wrap = wrap  # body of the write: {"policy": policy} or the policy itself
-        self.client_name = client_name  # Secret Manager: read and written through its client library
-
-    @classmethod
-    def project(cls, project):
-        path = f"/v1/projects/{project}"
-        return cls(f"project {project}", "cloudresourcemanager", ("POST", path + ":getIamPolicy", None),
-                   ("POST", path + ":setIamPolicy"), True)
-
-    @classmethod
-    def service_account(cls, email):
-        # "-" lets IAM find the account's project itself; the GSA may live anywhere.
-        path = f"/v1/projects/-/serviceAccounts/{email}"
-        return cls(f"service account {email}", "iam", ("POST", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}),
-                   ("POST", path + ":setIamPolicy"), True)
-
-    @classmethod
-    def bucket(cls, bucket):
-        path = f"/storage/v1/b/{bucket}/iam"
-        return cls(f"bucket {bucket}", "storage", ("GET", path, {"optionsRequestedPolicyVersion": 3}), ("PUT", path), False)
-
-    @classmethod
-    def secret(cls, project, secret):
-        path = f"/v1/projects/{project}/secrets/{secret}"
-        return cls(f"secret projects/{project}/secrets/{secret}", "secretmanager",
-                   ("GET", path + ":getIamPolicy", {"options.requestedPolicyVersion": 3}), ("POST", path + ":setIamPolicy"), True,
-                   client_name=f"projects/{project}/secrets/{secret}")
-
-
-def _secret_manager(session):
-    # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.prow.build_cluster.plugins.module_utils.secretmanager import SecretManager
-
-    return SecretManager(session)
-
-
-def read_policy(session, target, retry_on=None, missing_would=None):
-    """The policy as version 3: below 3 Google hides conditional bindings (IAM renames their
-    roles ``ROLE_withcond_HASH``, Cloud Storage refuses), and writing back what a version 1
-    read shows would lose or break them.
-
-    ``missing_would`` (check mode only: what the caller would do): a resource that does not
-    exist (404) raises TargetMissing, with no retry; a real run creates it in an earlier task.
-    """
-    if missing_would:
-        retry_on = _not_404(retry_on)
-    try:
-        if target.client_name:
-            return _secret_manager(session).get_policy(target.client_name, f"{target.resource} IAM policy")
-        method, path, params = target.get
-        # Resource Manager takes the requested version in the body; the others as a query parameter.
-        body = {"options": {"requestedPolicyVersion": 3}} if target.service == "cloudresourcemanager" else None
-        return session.request(method, target.service, path, f"{target.resource} IAM policy", params=params, json_body=body,
-                               retry_on=retry_on)
-    except ApiError as err:
-        if missing_would and err.status == 404:
-            raise TargetMissing(target.resource, f"{missing_would} once it exists") from None
-        raise
-
-
-def _not_404(retry_on):
-    """``retry_on`` except for 404: in check mode nothing is being created, so nothing to wait for."""
-    return lambda exc: getattr(exc, "status", None) != 404 and bool(retry_on and retry_on(exc))
-
-
-def write_policy(session, target, policy):
-    if target.client_name:
-        return _secret_manager(session).set_policy(target.client_name, policy, f"{target.resource} IAM policy")
-    method, path = target.put
-    body = {"policy": policy} if target.wrap else policy
-    return session.request(method, target.service, path, f"{target.resource} IAM policy", json_body=body)
-
-
-def update_policy(session, target, mutate, check_mode=False, retry_on=None, missing_would=None):
-    """Read-modify-write of one IAM policy with its etag: (policy read, policy wanted, changed).
-
-    ``mutate(policy) -> (new_policy, changed)``. The policy is written with the etag it was
-    read with, so a concurrent writer makes the write fail (409 ABORTED or 412) instead of
-    losing their binding or ours; then the whole read-modify-write starts again. Nothing is
-    written when nothing changes, or in check mode. ``missing_would``: see read_policy
-    (used in check mode only).
-    """
-    missing_would = missing_would if check_mode else None
-    if missing_would:
-        retry_on = _not_404(retry_on)
-
-    def attempt():
-        before = read_policy(session, target, missing_would=missing_would)
-        after, changed = mutate(before)
-        if changed and not check_mode:
-            write_policy(session, target, after)
-        return before, after, changed
-
-    def again(exc):
-        return is_policy_conflict(exc) or bool(retry_on and retry_on(exc))
-
-    return call_with_retry(attempt, retry_on=again)
-
-
-def member_not_yet_visible(exc):
-    """IAM refuses a service account created seconds ago as a member ("does not exist")."""
-    return getattr(exc, "status", None) == 400 and "does not exist" in (getattr(exc, "message", "") or "")
-
-
-def account_not_yet_visible(exc):
-    """A call naming a service account created seconds ago: IAM may answer 404 or 403 (and
-    flip back once after a success) until the account has propagated; as a member of a
-    policy it is "does not exist". Only for calls that name such an account: the retries are
-    bounded, so a real denial still surfaces, a few seconds later."""
-    return getattr(exc, "status", None) in (403, 404) or member_not_yet_visible(exc)
-
-
-def gke_cluster_busy(exc):
-    """GKE refuses a change while the cluster is busy, with 400 FAILED_PRECONDITION worded
-    "Operation X is currently ..." (another caller's operation) or "Cluster is currently
-    being created, deleted, updated or repaired and cannot be updated." (GKE's own repair or
-    upgrade); older answers were 409 ABORTED. Retried (bounded) until it is free."""
-    message = (getattr(exc, "message", "") or "").lower()
-    busy = "operation" in message or "cluster is currently being" in message
-    return getattr(exc, "status", None) in (400, 409) and busy and getattr(exc, "reason", None) in ("FAILED_PRECONDITION", "ABORTED")
