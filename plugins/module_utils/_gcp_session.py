@@ -19,6 +19,7 @@ and google-crc32c do, on this session's credentials, endpoints, errors and retri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import traceback
@@ -32,7 +33,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._validate impor
 try:
     import google.auth
     import google.auth.exceptions
-    from google.auth import impersonated_credentials
+    from google.auth import crypt, impersonated_credentials
     from google.auth.transport.requests import AuthorizedSession, Request
     from google.oauth2 import credentials as oauth2_credentials
     from google.oauth2 import service_account
@@ -205,13 +206,18 @@ class GcpSession:
                 if params.get("service_account_contents"):
                     info = params["service_account_contents"]
                     info = json.loads(info) if isinstance(info, str) else info
-                    creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
                 elif params.get("service_account_file"):
-                    creds = service_account.Credentials.from_service_account_file(params["service_account_file"], scopes=scopes)
+                    info = _read_json(params["service_account_file"])
                 else:
                     self.module.fail_json(msg="auth_kind=serviceaccount needs service_account_file or service_account_contents")
+                creds = service_account_credentials(info, scopes)
             else:
-                creds, default_project = google.auth.default(scopes=scopes)
+                adc = application_default_key()
+                if adc:
+                    # What google.auth.default does for a key file, with the key parsed once.
+                    creds, default_project = service_account_credentials(adc, scopes), adc.get("project_id")
+                else:
+                    creds, default_project = google.auth.default(scopes=scopes)
         except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError) as exc:
             self.module.fail_json(msg=f"Google credentials: {exc}")
         target = params.get("impersonate_service_account")
@@ -309,3 +315,53 @@ class GcpSession:
         if error:
             self.module.fail_json(msg=error)
         return self.project
+
+
+# Parsing an RSA private key costs about 50 ms (cryptography checks the key), once per module
+# run, and a run of the playbooks is dozens of them per cluster. The signer of each key is kept
+# here; plugin_utils/inprocess.py fills it with the application default key before Ansible forks
+# its workers, which inherit it. A signer holds the key the module would load anyway.
+_SIGNERS = {}
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def application_default_key():
+    """The service account key that GOOGLE_APPLICATION_CREDENTIALS names, or None (no such
+    variable, or another kind of credentials: google.auth.default handles those)."""
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        info = _read_json(path)
+    except (OSError, ValueError):
+        return None  # google.auth.default gives the error
+    return info if isinstance(info, dict) and info.get("type") == "service_account" else None
+
+
+def service_account_credentials(info, scopes):
+    """service_account.Credentials from a key's info, as from_service_account_info makes them,
+    with the signer of a key already parsed in this process."""
+    if not isinstance(info, dict) or not all(info.get(k) for k in ("client_email", "token_uri", "private_key")):
+        raise ValueError("service account info is not in the expected format: client_email, token_uri and private_key")
+    digest = hashlib.sha256(f"{info.get('private_key_id')}\0{info['private_key']}".encode()).hexdigest()
+    signer = _SIGNERS.get(digest)
+    if signer is None:
+        signer = _SIGNERS[digest] = crypt.RSASigner.from_service_account_info(info)
+    return service_account.Credentials(
+        signer, info["client_email"], info["token_uri"], scopes=scopes, project_id=info.get("project_id"),
+        universe_domain=info.get("universe_domain", "googleapis.com"), trust_boundary=info.get("trust_boundary"),
+    )
+
+
+def warm_application_default_key():
+    """Parse the application default key now (before Ansible forks its workers)."""
+    info = application_default_key()
+    if info and HAS_GOOGLE_AUTH:
+        try:
+            service_account_credentials(info, [CLOUD_PLATFORM_SCOPE])
+        except ValueError:
+            pass  # the task reports it

@@ -57,6 +57,11 @@ def _preload():
         except ImportError:
             # A missing library is the module's to report (missing_required_lib), in the task.
             pass
+    try:
+        from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    _gcp_session.warm_application_default_key()
 
 
 _preload()

@@ -261,3 +261,45 @@ def test_a_call_as_someone_else_carries_their_token_alone(header_echo):
     assert sent(as_bearer="gsa-token") == "Bearer gsa-token"
     assert sent(as_bearer="gsa-token", headers={"authorization": "Bearer operator-token"}) == "Bearer gsa-token"
     assert sent(as_bearer=_gcp_session.ANONYMOUS) is None
+
+
+def _key_info(project="p-build"):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {"type": "service_account", "project_id": project, "private_key_id": "k1", "private_key": pem.decode(),
+            "client_email": f"op@{project}.iam.gserviceaccount.com", "token_uri": "https://oauth2.example/token"}
+
+
+def test_a_key_is_parsed_once_per_process_and_signs_as_google_auth_would(monkeypatch):
+    from google.oauth2 import service_account
+
+    monkeypatch.setattr(_gcp_session, "_SIGNERS", {})
+    info, other = _key_info(), _key_info()
+    first = _gcp_session.service_account_credentials(info, ["scope-a"])
+    again = _gcp_session.service_account_credentials(info, ["scope-b"])
+    assert first.signer is again.signer and len(_gcp_session._SIGNERS) == 1  # pylint: disable=protected-access
+    assert _gcp_session.service_account_credentials(other, ["scope-a"]).signer is not first.signer
+    reference = service_account.Credentials.from_service_account_info(info, scopes=["scope-b"])
+    assert (again.service_account_email, again.project_id, again._token_uri, again.scopes) == (  # pylint: disable=protected-access
+        reference.service_account_email, reference.project_id, reference._token_uri, reference.scopes)  # pylint: disable=protected-access
+    assert again.signer.sign(b"x") == reference.signer.sign(b"x")  # RSA PKCS#1 v1.5 signatures are deterministic
+
+
+def test_the_application_default_key_is_warmed_before_the_workers_fork(monkeypatch, tmp_path):
+    monkeypatch.setattr(_gcp_session, "_SIGNERS", {})
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps(_key_info()))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    _gcp_session.warm_application_default_key()
+    assert len(_gcp_session._SIGNERS) == 1  # pylint: disable=protected-access
+    # Other kinds of application default credentials are google.auth.default's.
+    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "c"}))
+    assert _gcp_session.application_default_key() is None
+
+
+def test_a_key_without_its_fields_is_refused():
+    with pytest.raises(ValueError, match="client_email, token_uri and private_key"):
+        _gcp_session.service_account_credentials({"type": "service_account"}, [])
