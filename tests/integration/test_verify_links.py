@@ -123,9 +123,9 @@ def verify(sandbox, *args):
     """verify.yml as a user runs it; its JSON callback output parsed, plus its default output."""
     run = playbook(dict(sandbox.env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"), "verify.yml", "-e", f"@{VARS}", *args)
     parsed = parse_json_callback(run)
-    result = parsed.task(f"Verify {ALIAS}")
+    result = parsed.task(f"prow.build_cluster.credentials : Verify {ALIAS}")
     # The report a user reads: one line per link, also when verify failed.
-    result["report"] = [item["msg"] for item in parsed.task(f"Report {ALIAS}")["results"]]
+    result["report"] = [item["msg"] for item in parsed.task(f"prow.build_cluster.credentials : Report {ALIAS}")["results"]]
     return parsed, result
 
 
