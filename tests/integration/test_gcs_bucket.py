@@ -127,6 +127,50 @@ def test_a_write_between_read_and_patch_is_not_overwritten(ansible, gcp, operato
     assert gcp.storage().get_bucket(name).labels == {"owner": "them", "team": "sandbox"}
 
 
+def create_during_the_modules_create(gcp, name, creator):
+    """Hold the module's bucket create back and, meanwhile, have ``creator`` create the bucket."""
+    rule = gcp.inject(kind="latency", delay=3.0, method="POST", path=r"/storage/v1/b$", times=1)
+    done = {}
+
+    def other_run():
+        deadline = time.monotonic() + 60
+        while any(f.id == rule.id for f in gcp.fake.faults.list()):  # the module's POST took the rule
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        creator(name)
+        done["ok"] = True
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    return thread, done
+
+
+def test_a_bucket_another_run_of_this_project_creates_meanwhile_is_taken_as_it_is(ansible, gcp, operator_env):
+    # Build clusters run in parallel: two hosts may both find no bucket and both create it.
+    name = gcp.unique("both")
+    thread, done = create_during_the_modules_create(
+        gcp, name, lambda n: gcp.storage().create_bucket(n, project=gcp.build_project))
+    mark = gcp.mark()
+    run = ansible.run(bucket_task(name, labels={"team": "sandbox"}), env=operator_env)
+    thread.join()
+    result = run.task(TASK)
+    assert done and not result.get("failed"), run.stdout
+    creates = [e["status"] for e in gcp.fake.requests(since=mark, method="POST", path=r"/storage/v1/b$")]
+    assert creates.count(409) == 1, creates  # the module's own create lost the race...
+    assert result["changed"] is True and gcp.storage().get_bucket(name).labels == {"team": "sandbox"}  # ...and it went on
+
+
+def test_a_bucket_another_project_creates_meanwhile_is_still_an_error(ansible, gcp, operator_env):
+    name = gcp.unique("stolen")
+    thread, _done = create_during_the_modules_create(
+        gcp, name, lambda n: gcp.storage("someone-else@prow-sandbox.test").create_bucket(n, project="prow-sandbox-other"))
+    run = ansible.run(bucket_task(name), env=operator_env)
+    thread.join()
+    result = run.task(TASK)
+    assert result.get("failed"), run.stdout
+    assert "choose another" in result["msg"]
+
+
 def test_a_location_that_differs_fails_and_changes_nothing(ansible, gcp, operator_env):
     name = gcp.unique("moved")
     assert ansible.run(bucket_task(name, location="EU"), env=operator_env).task(TASK)["changed"]

@@ -111,27 +111,44 @@ def run(module):
             body["labels"] = params["labels"]
         after = dict(summary(body), storage_class=params["storage_class"] or "STANDARD")
         if not module.check_mode:
-            bucket = create(module, gcp, project, body, resource)
+            bucket, raced = create(module, gcp, project, body, path, resource)
+            if raced:
+                # Another run created it between our read and our create (build clusters run in
+                # parallel and may share a bucket they create): it is the bucket asked for, in
+                # this project; from here on it is an existing bucket like any other.
+                before = after = summary(bucket)
+                result["changed"] = False
+                bucket, after = update_existing(module, gcp, path, resource, bucket, result)
     elif params["shared"]:
         if not before["uniform_bucket_level_access"] and params["uniform_bucket_level_access"]:
             module.warn(f"shared bucket {name} does not have uniform bucket-level access; it is left as it is")
     else:
-        if params["location"] and before["location"].upper() != params["location"].upper():
-            module.fail_json(msg=(
-                f"bucket {name} is in {before['location']}, not {params['location']}; a bucket's location "
-                "cannot change. Set location to match, or use another bucket."))
-        if wanted_changes(params, bucket):
-            result["changed"] = True
-            after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
-                         uniform_bucket_level_access=params["uniform_bucket_level_access"],
-                         storage_class=params["storage_class"] or before["storage_class"])
-            if not module.check_mode:
-                bucket = patch_bucket(module, gcp, path, resource, bucket)
+        bucket, after = update_existing(module, gcp, path, resource, bucket, result)
 
     result["bucket"] = bucket or {}
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     module.exit_json(**result)
+
+
+def update_existing(module, gcp, path, resource, bucket, result):
+    """An existing bucket of this project made as asked (labels, uniform access, storage class;
+    the location cannot change): (bucket, the summary after)."""
+    params = module.params
+    before = summary(bucket)
+    if params["location"] and before["location"].upper() != params["location"].upper():
+        module.fail_json(msg=(
+            f"{resource} is in {before['location']}, not {params['location']}; a bucket's location "
+            "cannot change. Set location to match, or use another bucket."))
+    if not wanted_changes(params, bucket):
+        return bucket, before
+    result["changed"] = True
+    after = dict(before, labels=dict(before["labels"], **(params["labels"] or {})),
+                 uniform_bucket_level_access=params["uniform_bucket_level_access"],
+                 storage_class=params["storage_class"] or before["storage_class"])
+    if not module.check_mode:
+        bucket = patch_bucket(module, gcp, path, resource, bucket)
+    return bucket, after
 
 
 def patch_bucket(module, gcp, path, resource, bucket):
@@ -172,12 +189,17 @@ def read_bucket(module, gcp, path, resource):
         raise
 
 
-def create(module, gcp, project, body, resource):
+def create(module, gcp, project, body, path, resource):
+    """(the bucket, whether another run created it first). A 409 is that other run only when the
+    bucket now reads as this project's; otherwise the name is someone else's."""
     try:
-        return gcp.request("POST", "storage", "/storage/v1/b", resource, params={"project": project}, json_body=body)
+        return gcp.request("POST", "storage", "/storage/v1/b", resource, params={"project": project}, json_body=body), False
     except ApiError as err:
-        if err.status == 409:
-            module.fail_json(msg=(
-                f"{resource} cannot be created: {err.message} Bucket names are global; if another project "
-                "owns it, choose another name."), status=409)
-        raise
+        if err.status != 409:
+            raise
+        current = read_bucket(module, gcp, path, resource)
+        if current is not None and str(current.get("projectNumber")) == project_number(gcp, project):
+            return current, True
+        module.fail_json(msg=(
+            f"{resource} cannot be created: {err.message} Bucket names are global; if another project "
+            "owns it, choose another name."), status=409)
