@@ -98,26 +98,37 @@ def test_an_existing_bucket_is_patched_in_place_once(ansible, gcp, operator_env)
         assert gcp_writes(gcp, mark) == [], mode
 
 
+def while_held_back(gcp, method, path, action):
+    """Hold the module's next ``method`` request to ``path`` back for 3 s and, meanwhile, run
+    ``action`` in a thread (another writer): (the thread, {"ok": True} once action ran)."""
+    rule = gcp.inject(kind="latency", delay=3.0, method=method, path=path, times=1)
+    done = {}
+
+    def other_writer():
+        deadline = time.monotonic() + 60
+        while any(f.id == rule.id for f in gcp.fake.faults.list()):  # the module's request took the rule
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        action()
+        done["ok"] = True
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    return thread, done
+
+
 def test_a_write_between_read_and_patch_is_not_overwritten(ansible, gcp, operator_env):
     name = gcp.unique("race")
     assert ansible.run(bucket_task(name), env=operator_env).task(TASK)["changed"]
     # The module's PATCH is held back; meanwhile someone else changes the bucket. The
     # module's ifMetagenerationMatch then fails (412), and it reads again and re-patches.
-    rule = gcp.inject(kind="latency", delay=3.0, method="PATCH", path=f"/b/{name}$", times=1)
-    done = {}
 
     def someone_else():
-        deadline = time.monotonic() + 60
-        while any(f.id == rule.id for f in gcp.fake.faults.list()):  # the module's PATCH took the rule
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         theirs = gcp.storage().get_bucket(name)
         theirs.labels = {"owner": "them"}
         theirs.patch()
-        done["ok"] = True
 
-    thread = threading.Thread(target=someone_else)
-    thread.start()
+    thread, done = while_held_back(gcp, "PATCH", f"/b/{name}$", someone_else)
     mark = gcp.mark()
     run = ansible.run(bucket_task(name, labels={"team": "sandbox"}), env=operator_env)
     thread.join()
@@ -127,29 +138,11 @@ def test_a_write_between_read_and_patch_is_not_overwritten(ansible, gcp, operato
     assert gcp.storage().get_bucket(name).labels == {"owner": "them", "team": "sandbox"}
 
 
-def create_during_the_modules_create(gcp, name, creator):
-    """Hold the module's bucket create back and, meanwhile, have ``creator`` create the bucket."""
-    rule = gcp.inject(kind="latency", delay=3.0, method="POST", path=r"/storage/v1/b$", times=1)
-    done = {}
-
-    def other_run():
-        deadline = time.monotonic() + 60
-        while any(f.id == rule.id for f in gcp.fake.faults.list()):  # the module's POST took the rule
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        creator(name)
-        done["ok"] = True
-
-    thread = threading.Thread(target=other_run)
-    thread.start()
-    return thread, done
-
-
 def test_a_bucket_another_run_of_this_project_creates_meanwhile_is_taken_as_it_is(ansible, gcp, operator_env):
     # Build clusters run in parallel: two hosts may both find no bucket and both create it.
     name = gcp.unique("both")
-    thread, done = create_during_the_modules_create(
-        gcp, name, lambda n: gcp.storage().create_bucket(n, project=gcp.build_project))
+    thread, done = while_held_back(gcp, "POST", r"/storage/v1/b$",
+                                   lambda: gcp.storage().create_bucket(name, project=gcp.build_project))
     mark = gcp.mark()
     run = ansible.run(bucket_task(name, labels={"team": "sandbox"}), env=operator_env)
     thread.join()
@@ -162,8 +155,9 @@ def test_a_bucket_another_run_of_this_project_creates_meanwhile_is_taken_as_it_i
 
 def test_a_bucket_another_project_creates_meanwhile_is_still_an_error(ansible, gcp, operator_env):
     name = gcp.unique("stolen")
-    thread, _done = create_during_the_modules_create(
-        gcp, name, lambda n: gcp.storage("someone-else@prow-sandbox.test").create_bucket(n, project="prow-sandbox-other"))
+    thread, _done = while_held_back(
+        gcp, "POST", r"/storage/v1/b$",
+        lambda: gcp.storage("someone-else@prow-sandbox.test").create_bucket(name, project="prow-sandbox-other"))
     run = ansible.run(bucket_task(name), env=operator_env)
     thread.join()
     result = run.task(TASK)
