@@ -168,6 +168,25 @@ def test_no_token_in_output_or_outputs_outside_0600_files(onboarded):
             assert token not in path.read_text(), path
 
 
+def test_no_token_at_vvvv_or_in_diffs_of_a_rotation(onboarded):
+    """A rotation mints, reviews, stores and delivers a token; at -vvvv with --diff none of it shows,
+    nor in the fake's request log; the only files holding it are the 0600 kubeconfigs."""
+    state, env, _first = onboarded
+    rotated = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "force_rotation=true", "-vvvv", "--diff")
+    assert rotated.returncode == 0, rotated.stdout[-3000:]
+    assert "rotated (force: true)" in " ".join(rotated.stdout.split())  # the rotation did happen
+    composite = state / "out" / "composite.kubeconfig"
+    token = yaml.safe_load(composite.read_text())["users"][0]["user"]["token"]
+    assert len(token) > 100  # a real JWT, so "not in" below means something
+    assert token not in rotated.stdout and token not in rotated.stderr
+    assert token not in (state / "gcp" / "requests.jsonl").read_text()
+    holding = [path for path in state.rglob("*") if path.is_file() and not path.is_symlink()
+               and token in path.read_text(errors="replace")]
+    assert composite in holding
+    for path in holding:
+        assert oct(path.stat().st_mode & 0o777) == "0o600", path
+
+
 def test_the_external_secret_is_accepted_by_the_real_eso_crd(onboarded):
     _state, env, _first = onboarded
     got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "externalsecrets.external-secrets.io",
@@ -377,15 +396,32 @@ def test_direct_delivery_writes_one_secret_with_a_key_per_cluster(onboarded, tmp
     direct = bad_vars(tmp_path, set_in(["prow", "delivery"], "direct"))
     run = playbook(env, "onboard.yml", "-e", f"@{direct}")
     assert run.returncode == 0, run.stdout[-4000:]
-    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "secret", "-n", "default",
-                          "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
-    data = json.loads(got.stdout)["data"]
-    assert sorted(data) == ["build-sandbox"]
-    member = yaml.safe_load(base64.b64decode(data["build-sandbox"]))
+    assert sorted(direct_secret(env)) == ["build-sandbox"]
+    member = direct_secret(env)["build-sandbox"]
     assert [c["name"] for c in member["contexts"]] == ["build-sandbox"]
     since = datetime.now(timezone.utc)
     again = playbook(env, "onboard.yml", "-e", f"@{direct}")
     assert recap(again)["changed"] == 0 and kube_writes(state, since) == [], again.stdout[-3000:]
+
+    # A forced rotation with direct delivery rotates what Prow reads: the Secret holds the new token
+    # (the one in Secret Manager's latest version, which the composite is built from), and then
+    # onboarding has nothing left to do.
+    rotated = playbook(env, "rotate.yml", "-e", f"@{direct}", "-e", "force_rotation=true")
+    assert rotated.returncode == 0, rotated.stdout[-3000:]
+    new_token = direct_secret(env)["build-sandbox"]["users"][0]["user"]["token"]
+    assert new_token != member["users"][0]["user"]["token"]
+    composite = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())
+    assert new_token == composite["users"][0]["user"]["token"]
+    since = datetime.now(timezone.utc)
+    after = playbook(env, "onboard.yml", "-e", f"@{direct}")
+    assert recap(after)["changed"] == 0 and kube_writes(state, since) == [], after.stdout[-3000:]
+
+
+def direct_secret(env):
+    """The build clusters' Secret in the Prow cluster: key -> kubeconfig."""
+    got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "secret", "-n", "default",
+                          "prow-build-clusters", "-o", "json"], capture_output=True, text=True, check=True)
+    return {key: yaml.safe_load(base64.b64decode(value)) for key, value in json.loads(got.stdout)["data"].items()}
 
 
 def external_secret_keys(env):
