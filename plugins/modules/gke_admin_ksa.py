@@ -40,7 +40,8 @@ options:
       - ClusterRole to bind. Prow's documentation asks for C(cluster-admin); for least privilege, bind a
         ClusterRole that allows C(create), C(delete), C(list), C(watch), C(get) and C(patch) on C(pods), which is
         what Prow checks in its pod namespace.
-      - The module does not create the ClusterRole, and warns when it does not exist.
+      - The module does not create the ClusterRole; one that does not exist is an error, before any write (in check
+        mode too), since a binding to it would grant nothing.
     type: str
     default: cluster-admin
   state:

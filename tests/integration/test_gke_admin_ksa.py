@@ -74,18 +74,33 @@ def test_wrong_subjects_are_corrected_and_a_different_role_replaces_the_binding(
     assert "User mallory" in result["diff"]["before"]["cluster_role_binding"]["subjects"]
     assert [s.name for s in rbac.read_cluster_role_binding(names["binding_name"]).subjects] == ["prow-admin"]
 
-    # Least privilege: bind another ClusterRole. roleRef is immutable, so delete + create.
+    # A ClusterRole that does not exist would make a binding that grants nothing: an error, before
+    # any write, in check mode too.
     since = audit.now()
-    run = ansible.run(ksa_task(kube_cluster, cluster_role="prow-build-pods", **names), diff=True)
-    result = run.task(TASK)
-    assert result["changed"] is True, json.dumps(result)
-    assert result["actions"][0].startswith(f"delete clusterrolebinding {names['binding_name']}")
-    assert result["diff"]["after"]["cluster_role_binding"]["cluster_role"] == "prow-build-pods"
-    assert "ClusterRole prow-build-pods does not exist" in " ".join(result.get("warnings", []))
-    assert rbac.read_cluster_role_binding(names["binding_name"]).role_ref.name == "prow-build-pods"
+    for check_mode in (True, False):
+        missing = ansible.run(ksa_task(kube_cluster, cluster_role="prow-build-pods", **names), check=check_mode)
+        assert missing.task(TASK).get("failed") is True, json.dumps(missing.task(TASK))
+        assert "cluster_role: ClusterRole prow-build-pods does not exist" in missing.task(TASK)["msg"]
+    assert audit.writes_since(since, names=(names["binding_name"], "prow-admin")) == []
+    assert rbac.read_cluster_role_binding(names["binding_name"]).role_ref.name == "cluster-admin"
+
+    # Least privilege: bind another ClusterRole. roleRef is immutable, so delete + create.
+    role = f"{names['namespace']}-pods"
+    rbac.create_cluster_role({"metadata": {"name": role},
+                              "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
+    since = audit.now()
+    try:
+        run = ansible.run(ksa_task(kube_cluster, cluster_role=role, **names), diff=True)
+        result = run.task(TASK)
+        assert result["changed"] is True, json.dumps(result)
+        assert result["actions"][0].startswith(f"delete clusterrolebinding {names['binding_name']}")
+        assert result["diff"]["after"]["cluster_role_binding"]["cluster_role"] == role
+        assert rbac.read_cluster_role_binding(names["binding_name"]).role_ref.name == role
+        assert ansible.run(ksa_task(kube_cluster, cluster_role=role, **names)).task(TASK)["changed"] is False
+    finally:
+        rbac.delete_cluster_role(role)
     verbs = sorted(e["verb"] for e in audit.writes_since(since, names=(names["binding_name"],)))
     assert verbs == ["create", "delete"]
-    assert ansible.run(ksa_task(kube_cluster, cluster_role="prow-build-pods", **names)).task(TASK)["changed"] is False
 
 
 def test_absent_removes_both(ansible, kube_cluster, kube_client, audit, names):
@@ -136,7 +151,7 @@ def test_caller_without_bind_right_fails_clearly_before_binding(ansible, kube_cl
         result = run.task(TASK)
         assert result["failed"] is True
         assert "may not bind ClusterRole cluster-admin" in result["msg"], result["msg"]
-        assert result["actions"] == [f"create serviceaccount {namespace}/prow-admin"]
+        assert result["actions"] == []  # checked before any write, the ServiceAccount's too
         assert token not in run.stdout
         assert [e["objectRef"]["resource"] for e in audit.writes_since(since, names=(names["binding_name"],))] == []
     finally:

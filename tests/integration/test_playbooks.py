@@ -463,6 +463,11 @@ def set_in(path, value):
          lambda doc: doc["build_clusters"].__setitem__(0, {"alias": "far", "project": "prow-sandbox-build",
                                                            "kubeconfig": str(Path(__file__).parent / "data" / "unreachable.kubeconfig")}),
          "cannot reach https://127.0.0.1:1"),
+        ("cluster_role that does not exist",
+         lambda doc: doc["build_clusters"].__setitem__(0, {"alias": "kind", "project": "prow-sandbox-build",
+                                                           "kubeconfig": "{{ lookup('ansible.builtin.env', 'BUILD_KUBECONFIG') }}",
+                                                           "cluster_role": "no-such-role"}),
+         "cluster_role: ClusterRole no-such-role does not exist"),
     ],
 )
 def test_bad_input_fails_first_with_one_message_and_changes_nothing(sandbox, tmp_path, case, mutate, message):
@@ -471,7 +476,7 @@ def test_bad_input_fails_first_with_one_message_and_changes_nothing(sandbox, tmp
     run = playbook(env, "onboard.yml", "-e", f"@{bad_vars(tmp_path, mutate)}")
     assert run.returncode != 0, case
     assert message in run.stdout, run.stdout[-3000:]
-    assert recap(run)["changed"] == 0 and recap(run)["failed"] == 1
+    assert recap(run)["changed"] == 0 and recap(run)["failed"] == 1, run.stdout[-3000:]
     failed_task = [l for l in run.stdout.splitlines() if l.startswith("TASK [")][-1]
     assert "Check" in failed_task, failed_task  # a pre-flight check, before any other task
     assert gcp_writes(state, since) == []

@@ -112,14 +112,16 @@ class Reconciler:
 
     def present(self, sa, crb):
         params = self.params
+        desired = desired_binding(params)
+        plan = binding_plan(crb, desired)
+        if plan:
+            # Before any write, the ServiceAccount's too: a binding that cannot be made, or that
+            # would grant nothing, must not leave half of the change behind.
+            self.require_bind()
         if sa is None:
             body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": params["name"], "namespace": params["namespace"]}}
             self.write(f"create {self.sa_label}", "POST", f"/api/v1/namespaces/{params['namespace']}/serviceaccounts", body, self.sa_label)
             sa = body
-        desired = desired_binding(params)
-        plan = binding_plan(crb, desired)
-        if plan:
-            self.require_bind()
         if plan == "create":
             self.write(f"create {self.crb_label}", "POST", CRB_PATH, desired, self.crb_label)
         elif plan == "replace":
@@ -150,7 +152,13 @@ class Reconciler:
                 actions=self.actions,
             )
         if self.client.get(f"/apis/{RBAC}/v1/clusterroles/{role}", resource=f"clusterrole {role}") is None:
-            self.module.warn(f"ClusterRole {role} does not exist; the binding grants nothing until it is created")
+            # Kubernetes accepts a binding to a missing role, which then grants nothing: Prow would
+            # get a credential that is refused everywhere.
+            self.module.fail_json(
+                msg=f"cluster_role: ClusterRole {role} does not exist in the cluster; create it first, or bind one "
+                "that exists (the default is cluster-admin)",
+                actions=self.actions,
+            )
 
 
 def module_kwargs():
