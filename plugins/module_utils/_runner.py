@@ -39,12 +39,31 @@ def run_module(impl, module_class=AnsibleModule):
     ``except ApiError`` of their own just to report one.
     """
     module = module_class(**impl.module_kwargs())
+    _mask_messages(module)
     try:
         impl.run(module)
     except ApiError as err:
         fail_on_api_error(module, err)
     # run() must end the module; returning would print nothing and fail obscurely.
     module.fail_json(msg=f"{impl.__name__} ended without a result")
+
+
+def _mask_messages(module):
+    """Mask no_log values in the module's warnings and deprecations, as in its result.
+
+    AnsibleModule masks them in the values it returns, but a warning is recorded as given: one
+    that quotes a value (a server's message, a kubeconfig's field) would show a secret on the
+    console and in callbacks. Masked when recorded, with the values known by then.
+    """
+    warn, deprecate = module.warn, module.deprecate
+
+    def masked_warn(warning, **kwargs):
+        warn(remove_values(warning, module.no_log_values), **kwargs)
+
+    def masked_deprecate(msg, *args, **kwargs):
+        deprecate(remove_values(msg, module.no_log_values), *args, **kwargs)
+
+    module.warn, module.deprecate = masked_warn, masked_deprecate
 
 
 class InProcessModule(AnsibleModule):

@@ -128,7 +128,7 @@ def test_returning_without_a_result_is_a_failure():
 @pytest.mark.parametrize("on_controller", [True, False])
 def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_next_run(monkeypatch, on_controller):
     # In a worker, module_utils knows it is on the controller, where warn() would print
-    # instead of recording. (AnsibleModule does not mask warnings: modules must not put secrets in them.)
+    # instead of recording.
     monkeypatch.setattr(_internal, "is_controller", on_controller)
 
     def warns(module):
@@ -141,6 +141,26 @@ def test_warnings_and_deprecations_are_in_the_result_and_do_not_leak_into_the_ne
     again = in_process(fake_impl(echo), {"name": "b"})
     assert "warnings" not in again and "deprecations" not in again
     assert _internal.is_controller is on_controller
+
+
+def warns_with_secrets(module):
+    module.warn(f"the token {module.params['token']} looks odd")
+    module.no_log_values.add("minted-" + SECRET)
+    module.warn("minted-" + SECRET + " is new", help_text="see the docs")
+    module.deprecate(f"token {module.params['token']} is old", version="2.0.0", collection_name="prow.build_cluster")
+    module.exit_json(changed=False)
+
+
+def test_no_log_values_are_masked_in_warnings_and_deprecations():
+    # AnsibleModule masks its result, not what warn() and deprecate() record.
+    result = in_process(fake_impl(warns_with_secrets), {"name": "a", "token": SECRET})
+    assert SECRET not in json.dumps(result)
+    assert [w["event"]["msg"] for w in result["warnings"]] == ["the token ******** looks odd", "******** is new"]
+    assert result["warnings"][1]["event"]["help_text"] == "see the docs"
+    assert [d["event"]["msg"] for d in result["deprecations"]] == ["token ******** is old"]
+    # Without the masking (AnsibleModule's own warn), the secret would be there: the test can fail.
+    plain = fake_impl(lambda module: (basic.AnsibleModule.warn(module, module.params["token"]), module.exit_json())[1])
+    assert SECRET in json.dumps(in_process(plain, {"name": "a", "token": SECRET}))
 
 
 def test_cleanup_files_are_removed_on_exit_and_on_failure(tmp_path):
@@ -168,7 +188,7 @@ def test_a_module_process_gives_the_same_result(monkeypatch):
     def broken(module):
         module.warn("w")
         raise ApiError("bucket b", 500, f"boom {module.params['token']}")
-    for impl in (fake_impl(echo), fake_impl(broken)):
+    for impl in (fake_impl(echo), fake_impl(broken), fake_impl(warns_with_secrets)):
         args = {"name": "a", "token": SECRET, **internal(check_mode=True)}
         in_worker = json.loads(_runner.run_in_process(impl, args))
         assert real_process(impl, args) == in_worker and in_worker["invocation"]["module_args"]["token"] != SECRET
