@@ -57,7 +57,14 @@ def cluster(env: GcpHandle) -> container_v1.Cluster:
     assert not op.error.message
     found = client.get_cluster(name=f"{PARENT}/clusters/authz")
     with api_as(env, found) as api:  # the operator (project owner) prepares a namespace
-        kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": "test-pods"}})
+        core = kubernetes.client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "test-pods"}})
+        # No controller-manager makes it; without it ServiceAccount admission refuses pods.
+        core.create_namespaced_service_account("test-pods", {"metadata": {"name": "default"}})
+        # view, edit and admin are aggregated ClusterRoles: empty without a controller-manager.
+        kubernetes.client.RbacAuthorizationV1Api(api).create_cluster_role({
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]})
     return found
 
 
@@ -168,7 +175,7 @@ def test_cluster_viewer_has_no_kubernetes_rights_until_rbac_grants_them(env, clu
             with api_as(env, cluster) as admin:  # until RBAC names the GSA as a User.
                 kubernetes.client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding("test-pods", {
                     "metadata": {"name": "deck-view"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-reader"},
                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": DECK}]})
             assert eventually(lambda: core.list_namespaced_pod("test-pods"), 200) == 200
             assert status_of(lambda: core.list_namespaced_pod("default")) == 403  # only where bound
@@ -239,7 +246,7 @@ def test_exec_kubeconfig_lists_pods_as_the_gsa(env, cluster, adc_of):
     with api_as(env, cluster) as admin:
         kubernetes.client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding("test-pods", {
             "metadata": {"name": "pcm-view"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-reader"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": CONTROLLER_MANAGER}]})
     api = kubernetes.config.new_client_from_config_dict(exec_kubeconfig(cluster))
     with api:
