@@ -176,3 +176,18 @@ def test_keyless_needs_control_plane_service_accounts(onboarded, tmp_path):
     bad = playbook(env, "onboard.yml", "-e", f"@{path}")
     assert bad.returncode != 0 and "prow.control_plane_service_accounts" in bad.stdout
     assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
+
+
+def test_developer_access_is_iam_alone_and_removes_the_binding(onboarded, adc, tmp_path):
+    """Last in this module: it changes the cluster's access for good."""
+    state, env, _vars = onboarded
+    developer = playbook(env, "onboard.yml", "-e", f"@{keyless_vars(tmp_path, gke_exec_access='developer')}")
+    assert developer.returncode == 0, developer.stdout[-4000:]
+    assert f"serviceAccount:{CONTROL_PLANE}" in project_members(state, "roles/container.developer")
+    rbac = kubernetes.client.RbacAuthorizationV1Api(build_admin(state))
+    with pytest.raises(kubernetes.client.ApiException) as gone:
+        rbac.read_cluster_role_binding("prow-control-plane")
+    assert gone.value.status == 404
+    adc(CONTROL_PLANE)  # IAM's container.developer alone lets Prow's GSA manage pods
+    with kubernetes.config.new_client_from_config_dict(exec_kubeconfig(env)) as api:
+        assert kubernetes.client.CoreV1Api(api).list_namespaced_pod("test-pods").items == []
