@@ -139,6 +139,26 @@ def test_a_rerun_changes_nothing_and_writes_nothing(onboarded):
     assert kube_writes(state, since) == []
 
 
+def test_verify_proves_the_keyless_chain(onboarded):
+    _state, env, vars_file = onboarded
+    verified = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert verified.returncode == 0, verified.stdout[-4000:]
+    for link in ("ok stored kubeconfig", "ok exec credential: runs gke-gcloud-auth-plugin --use_application_default_credentials",
+                 f"ok permissions: {CONTROL_PLANE}", "ok expiry: no stored token"):
+        assert link in verified.stdout, verified.stdout[-4000:]
+
+
+def test_verify_names_a_missing_binding_and_onboarding_repairs_it(onboarded):
+    state, env, vars_file = onboarded
+    kubernetes.client.RbacAuthorizationV1Api(build_admin(state)).delete_cluster_role_binding("prow-control-plane")
+    broken = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert broken.returncode != 0
+    assert "BROKEN permissions" in broken.stdout and "cannot create, delete, list, watch, get, patch pods" in broken.stdout
+    repaired = playbook(env, "onboard.yml", "-e", f"@{vars_file}")
+    assert repaired.returncode == 0 and recap(repaired)["changed"] >= 1
+    assert playbook(env, "verify.yml", "-e", f"@{vars_file}").returncode == 0
+
+
 @pytest.mark.parametrize("field, value", [
     ("server", "https://127.0.0.1:1"),
     ("certificate-authority-data", "bm90IGEgY2E="),
@@ -150,6 +170,8 @@ def test_a_tampered_endpoint_or_ca_is_repaired(onboarded, field, value):
     tampered = yaml.safe_load(original)
     tampered["clusters"][0]["cluster"][field] = value
     core.patch_namespaced_config_map(CONFIGMAP, "default", {"data": {ALIAS: yaml.safe_dump(tampered)}})
+    broken = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert broken.returncode != 0 and "BROKEN stored kubeconfig" in broken.stdout, broken.stdout[-3000:]
     repaired = playbook(env, "onboard.yml", "-e", f"@{vars_file}")
     assert repaired.returncode == 0, repaired.stdout[-4000:]
     assert "Write the keyless kubeconfigs into ConfigMap" in repaired.stdout
