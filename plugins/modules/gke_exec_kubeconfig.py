@@ -10,11 +10,11 @@ module: gke_exec_kubeconfig
 short_description: Keyless kubeconfigs of GKE build clusters (exec plugin), in one ConfigMap of the Prow cluster
 version_added: 0.1.0
 description:
-  - The O(clusters) of the keyless C(gke_exec) credential model: for each, a kubeconfig with ONE context named
+  - "The O(clusters) of the keyless C(gke_exec) credential model: for each, a kubeconfig with ONE context named
     after it whose user runs GKE's exec credential plugin (C(gke-gcloud-auth-plugin
     --use_application_default_credentials), C(provideClusterInfo), API version
     C(client.authentication.k8s.io/v1beta1)), so Prow authenticates as its own Google service account. The
-    kubeconfig holds no token: it is kept in a ConfigMap, not in Secret Manager, and nothing is rotated.
+    kubeconfig holds no token: it is kept in a ConfigMap, not in Secret Manager, and nothing is rotated."
   - The server and CA are read from the GKE API on every run; the ConfigMap (a key per cluster, as the build
     clusters' Secret) is written only when its data differs, so a changed endpoint or CA, a hand edit or a
     removed cluster is repaired and a run with nothing to repair writes nothing.
