@@ -51,16 +51,44 @@ def cluster_secret(settings, prow):
     return f"projects/{project}/secrets/{name}"
 
 
+def _keyless(settings):
+    return settings.get("credential_model", "token") == "gke_exec"
+
+
 def cluster_members(clusters, prow):
     """Each cluster's stored kubeconfig as a composite_kubeconfig member: ``{name: alias, secret,
     optional}`` (optional when the cluster's settings say so: its first onboarding may not have
-    stored one yet)."""
+    stored one yet). Keyless clusters (``credential_model: gke_exec``) store none: see
+    ``exec_cluster_members``."""
     if not isinstance(clusters, list):
         raise AnsibleFilterError("cluster_members: expected a list of build clusters' settings")
     return [
         {"name": cluster["alias"], "secret": cluster_secret(cluster, prow), "optional": bool(cluster.get("optional"))}
-        for cluster in (_settings(item, "cluster_members") for item in clusters)
+        for cluster in (_settings(item, "cluster_members") for item in clusters) if not _keyless(cluster)
     ]
+
+
+def exec_cluster_members(clusters):
+    """The keyless clusters (``credential_model: gke_exec``) as gke_exec_kubeconfig takes them:
+    ``{name: alias, gke: projects/P/locations/L/clusters/C, optional}``."""
+    if not isinstance(clusters, list):
+        raise AnsibleFilterError("exec_cluster_members: expected a list of build clusters' settings")
+    members = []
+    for cluster in (_settings(item, "exec_cluster_members") for item in clusters):
+        if not _keyless(cluster):
+            continue
+        connection = cluster_connection(cluster)
+        if "gke" not in connection:
+            raise AnsibleFilterError(f"build cluster {cluster['alias']}: credential_model gke_exec needs a GKE cluster (gke)")
+        members.append({"name": cluster["alias"], "gke": connection["gke"], "optional": bool(cluster.get("optional"))})
+    return members
+
+
+def rbac_users(emails):
+    """RBAC subjects naming Google identities as GKE authenticates them: ``kind: User``, the email."""
+    if not isinstance(emails, list) or not all(isinstance(e, str) and "@" in e for e in emails):
+        raise AnsibleFilterError(f"rbac_users: expected a list of emails, got {emails!r}")
+    return [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": email} for email in emails]
 
 
 def build_clusters_of(hosts, hostvars):
@@ -99,6 +127,8 @@ class FilterModule:
             "cluster_connection": cluster_connection,
             "cluster_secret": cluster_secret,
             "cluster_members": cluster_members,
+            "exec_cluster_members": exec_cluster_members,
+            "rbac_users": rbac_users,
             "build_clusters_of": build_clusters_of,
             "instance_clusters": instance_clusters,
         }

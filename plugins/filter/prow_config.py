@@ -187,16 +187,27 @@ def _deployments(check, deployments):
     return out
 
 
-def _patch(name, container_name, index, kubeconfig, secret, mount):
+def _volume(secret, exec_configmap):
+    """The build clusters' volume: the Secret, and with ``exec_configmap`` also the ConfigMap of the
+    keyless (gke_exec) clusters' kubeconfigs, projected into one directory (aliases are unique,
+    so their keys never collide). Both optional: Prow starts before the first cluster (an empty
+    dir is no candidate), and an instance may have clusters of one model only."""
+    if not exec_configmap:
+        return {"name": VOLUME, "secret": {"secretName": secret, "defaultMode": 420, "optional": True}}
+    return {"name": VOLUME, "projected": {"defaultMode": 420, "sources": [
+        {"secret": {"name": secret, "optional": True}},
+        {"configMap": {"name": exec_configmap, "optional": True}},
+    ]}}
+
+
+def _patch(name, container_name, index, kubeconfig, secret, mount, exec_configmap=None):
     """The JSON 6902 patch of one deployment (see prow_instance_files)."""
     container = f"/spec/template/spec/containers/{index}"
     ops = [
         # Fails the kustomize build on a deployment whose container is not where Prow's
         # manifests put it, instead of patching another container.
         {"op": "test", "path": f"{container}/name", "value": container_name},
-        # optional: Prow starts before the first cluster (an empty dir is no candidate).
-        {"op": "add", "path": "/spec/template/spec/volumes/-",
-         "value": {"name": VOLUME, "secret": {"secretName": secret, "defaultMode": 420, "optional": True}}},
+        {"op": "add", "path": "/spec/template/spec/volumes/-", "value": _volume(secret, exec_configmap)},
         # A directory mount, no subPath: a subPath mount never sees an updated Secret.
         {"op": "add", "path": f"{container}/volumeMounts/-",
          "value": {"name": VOLUME, "mountPath": mount, "readOnly": True}},
@@ -270,13 +281,14 @@ def _external_secrets(check, clusters, secret, prow_namespace, secret_store, ref
 
 
 def prow_instance_files(deployments, clusters, secret, mount, prow_namespace, secret_sync,
-                        secret_store=None, refresh_interval=None):
+                        secret_store=None, refresh_interval=None, exec_configmap=None):
     """kustomization.yaml, DEPLOYMENT-patch.yaml for each deployment and external-secret.yaml.
 
     The change to Prow's deployments is made once and is the same for any number of clusters:
     the Secret with a key per cluster, mounted as a directory and read with --kubeconfig-dir.
     Only external-secret.yaml depends on the clusters; it is an empty list (no file) with
-    direct delivery or without clusters. JSON 6902 patches, because a strategic-merge patch
+    direct delivery or without clusters. With ``exec_configmap`` the volume also projects that
+    ConfigMap (the keyless clusters' kubeconfigs) into the same directory. JSON 6902 patches, because a strategic-merge patch
     would replace the args list instead of appending to it.
     """
     check = _Check("prow_instance_files")
@@ -285,6 +297,8 @@ def prow_instance_files(deployments, clusters, secret, mount, prow_namespace, se
     check.name(secret, "secret")
     check.path(mount, "mount")
     check.label(prow_namespace, "prow_namespace")
+    if exec_configmap:
+        check.name(exec_configmap, "exec_configmap")
     if secret_sync not in SECRET_SYNC:
         check.fail("secret_sync", f"must be one of {list(SECRET_SYNC)}, got {secret_sync!r}")
 
@@ -300,7 +314,7 @@ def prow_instance_files(deployments, clusters, secret, mount, prow_namespace, se
     files = {"kustomization.yaml": [component]}
     for name, container, index, kubeconfig in checked:
         # Each patch file is one YAML document, the list of operations.
-        files[f"{name}-patch.yaml"] = [_patch(name, container, index, kubeconfig, secret, mount)]
+        files[f"{name}-patch.yaml"] = [_patch(name, container, index, kubeconfig, secret, mount, exec_configmap)]
     files["external-secret.yaml"] = (
         _external_secrets(check, clusters, secret, prow_namespace, secret_store, refresh_interval)
         if secret_sync == "external_secrets" and clusters else []

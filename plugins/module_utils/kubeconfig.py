@@ -47,6 +47,25 @@ def build(alias, server, ca_data, token):
     }
 
 
+# GKE's client-go credential plugin, as Prow's images (no gcloud) must run it: a Google access
+# token from Application Default Credentials (Workload Identity in the Prow cluster).
+GKE_EXEC_PLUGIN = {
+    "apiVersion": "client.authentication.k8s.io/v1beta1",
+    "command": "gke-gcloud-auth-plugin",
+    "args": ["--use_application_default_credentials"],
+    "provideClusterInfo": True,
+    "interactiveMode": "Never",
+}
+
+
+def build_exec(alias, server, ca_data, plugin=None):
+    """A kubeconfig like :func:`build`'s whose user runs an exec credential plugin (GKE's by
+    default) instead of holding a token: nothing in it is a secret."""
+    config = build(alias, server, ca_data, None)
+    config["users"] = [{"name": alias, "user": {"exec": dict(plugin or GKE_EXEC_PLUGIN)}}]
+    return config
+
+
 def dump(config):
     """Deterministic YAML text of a kubeconfig."""
     return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)

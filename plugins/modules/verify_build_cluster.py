@@ -20,6 +20,10 @@ description:
     exchanged at STS for a federated token and at IAM Credentials for the GSA's access token, exactly as GKE's
     metadata server does for a pod; and with that token an object is written to the results bucket and deleted
     again. No pod is started, so this takes seconds."
+  - "A keyless kubeconfig (C(credential_model: gke_exec), its user an exec plugin): the stored kubeconfig has this
+    cluster's server and CA; its exec credential is C(gke-gcloud-auth-plugin --use_application_default_credentials);
+    and each of O(exec_identities) passes SubjectAccessReviews for the same six verbs (RBAC, then GKE's IAM). There
+    is no token, so no expiry."
   - Each of these calls is made as the KSA or the GSA, with their token alone on a plain HTTP session, never with
     the operator's credentials, so a link holds only if the jobs' identity may do what it proves.
   - "With a Secret Manager O(stored.secret) read as C(latest), its versions are listed: consumers read the newest
@@ -55,6 +59,13 @@ options:
     description: Namespace Prow creates job pods in.
     type: str
     default: test-pods
+  exec_identities:
+    description:
+      - With a keyless (exec plugin) stored kubeconfig, the Google identities (emails) the plugin runs as in Prow's
+        pods (C(prow.control_plane_service_accounts)), whose rights are checked.
+    type: list
+    elements: str
+    default: []
   min_validity:
     description: The stored token must stay valid at least this long (Go-style duration).
     type: str

@@ -87,6 +87,8 @@ class Cluster:
     issuer: str  # --service-account-issuer
     authn_webhook_url: str | None
     ready_seconds: float  # from process start to /readyz ok
+    # After RBAC, the apiserver asks this URL (SubjectAccessReview v1), as GKE asks IAM.
+    authz_webhook_url: str | None = None
 
 
 def default_state_dir() -> Path:
@@ -221,7 +223,7 @@ def _write_pki(cdir: Path) -> dict[str, pki.KeyPair]:
 
 
 def _apiserver_flags(cdir: Path, port: int, etcd_port: int, issuer: str,
-                     authn_webhook_url: str | None) -> list[str]:
+                     authn_webhook_url: str | None, authz_webhook_url: str | None) -> list[str]:
     p = cdir / "pki"
     flags = [
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
@@ -241,7 +243,8 @@ def _apiserver_flags(cdir: Path, port: int, etcd_port: int, issuer: str,
         f"--service-account-key-file={p / 'sa.crt'}",
         f"--service-account-signing-key-file={p / 'sa.key'}",
         f"--api-audiences={issuer}",
-        "--authorization-mode=Node,RBAC",
+        # GKE: RBAC first, then IAM through an authorization webhook (below).
+        "--authorization-mode=Node,RBAC,Webhook" if authz_webhook_url else "--authorization-mode=Node,RBAC",
         "--service-cluster-ip-range=10.0.0.0/24",
         "--allow-privileged=true",
         "--profiling=false",
@@ -256,6 +259,16 @@ def _apiserver_flags(cdir: Path, port: int, etcd_port: int, issuer: str,
             f"--authentication-token-webhook-config-file={cdir / 'authn-webhook.kubeconfig'}",
             "--authentication-token-webhook-version=v1",
             "--authentication-token-webhook-cache-ttl=10s",
+        ]
+    if authz_webhook_url:
+        # GKE asks IAM about every request RBAC does not allow; the GCP fake answers from
+        # the principal's roles at request time. Short cache TTLs, so that a revoked role
+        # is refused (and a new grant honoured) within seconds.
+        flags += [
+            f"--authorization-webhook-config-file={cdir / 'authz-webhook.kubeconfig'}",
+            "--authorization-webhook-version=v1",
+            "--authorization-webhook-cache-authorized-ttl=2s",
+            "--authorization-webhook-cache-unauthorized-ttl=2s",
         ]
     return flags
 
@@ -328,13 +341,15 @@ def start_cluster(
     state_dir: Path | None = None,
     *,
     authn_webhook_url: str | None = None,
+    authz_webhook_url: str | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = READY_TIMEOUT,
 ) -> Cluster:
     """Start cluster ``name`` (or return it if it already runs) and wait for /readyz.
 
     ``authn_webhook_url`` makes the apiserver ask that URL (TokenReview v1) about bearer
-    tokens it cannot authenticate itself. ``extra_args`` are appended to the
+    tokens it cannot authenticate itself; ``authz_webhook_url`` makes it ask that URL
+    (SubjectAccessReview v1) about requests RBAC does not allow. ``extra_args`` are appended to the
     kube-apiserver flags. Raises :class:`ClusterStartError` with the server log if the
     apiserver exits or is not ready within ``timeout`` seconds.
     """
@@ -344,11 +359,13 @@ def start_cluster(
     with _locked(state, name):
         existing = get_cluster(name, state)
         if existing:
-            if existing.authn_webhook_url != authn_webhook_url:
-                raise ValueError(
-                    f"cluster {name} already runs with authn_webhook_url="
-                    f"{existing.authn_webhook_url!r}; stop it first to change it"
-                )
+            for flag, wanted in (("authn_webhook_url", authn_webhook_url),
+                                 ("authz_webhook_url", authz_webhook_url)):
+                if getattr(existing, flag) != wanted:
+                    raise ValueError(
+                        f"cluster {name} already runs with {flag}="
+                        f"{getattr(existing, flag)!r}; stop it first to change it"
+                    )
             return existing
         # Leftovers of a stopped or crashed cluster: a fresh start gets fresh keys and data.
         _stop_process(cdir)
@@ -363,6 +380,9 @@ def start_cluster(
             # Plain http is fine on loopback; the GCP fake serves all its APIs that way.
             webhook = _kubeconfig("webhook", {"server": authn_webhook_url}, {})
             (cdir / "authn-webhook.kubeconfig").write_text(webhook, encoding="utf-8")
+        if authz_webhook_url:
+            webhook = _kubeconfig("webhook", {"server": authz_webhook_url}, {})
+            (cdir / "authz-webhook.kubeconfig").write_text(webhook, encoding="utf-8")
         # A free port is only free when it is probed: another sandbox on the machine (a
         # parallel test run, a GKE cluster the fake is starting) may take it before the
         # apiserver binds. Then try again on other ports.
@@ -382,7 +402,8 @@ def start_cluster(
                 f"--etcd-port={etcd_port}",
                 f"--etcd-peer-port={etcd_peer_port}",
                 "--",
-                *_apiserver_flags(cdir, port, etcd_port, issuer, authn_webhook_url),
+                *_apiserver_flags(cdir, port, etcd_port, issuer, authn_webhook_url,
+                                  authz_webhook_url),
                 *extra_args,
             ]
             started = time.monotonic()
@@ -410,6 +431,7 @@ def start_cluster(
             dir=cdir,
             issuer=issuer,
             authn_webhook_url=authn_webhook_url,
+            authz_webhook_url=authz_webhook_url,
             ready_seconds=round(time.monotonic() - started, 2),
         )
         record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cluster).items()}

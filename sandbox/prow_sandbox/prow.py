@@ -526,7 +526,14 @@ class Kubelet:
         ready = True
         for vol in self.pod["volumes"]:
             target = self.pod_dir / "volumes" / vol["name"]
-            if "secret" in vol:
+            if "projected" in vol:
+                payload, missing = self._projected(vol["projected"]["sources"])
+                # A Secret among the sources: written 0600 as a Secret volume is.
+                mode = 0o600
+                if missing:
+                    ready = False
+                    continue
+            elif "secret" in vol:
                 payload = self.prow.read_secret(PROW_NAMESPACE, vol["secret"]["secretName"])
                 optional = vol["secret"].get("optional", False)
                 # Not defaultMode (0644 in Prow's manifests): the project writes secrets 0600.
@@ -535,12 +542,26 @@ class Kubelet:
                 payload = self.prow.read_configmap(PROW_NAMESPACE, vol["configMap"]["name"])
                 optional = vol["configMap"].get("optional", False)
                 mode = 420
-            if payload is None and not optional:
+            if "projected" not in vol and payload is None and not optional:
                 ready = False
                 continue
             if atomic_write_volume(target, payload or {}, mode):
                 log.info("kubelet: volume %s now has %s", vol["name"], ", ".join(sorted(payload or {})) or "no keys")
         return ready
+
+    def _projected(self, sources: list[dict]) -> tuple[dict[str, bytes], bool]:
+        """A projected volume's files (Secret and ConfigMap sources, later ones win on a
+        shared key, as the kubelet merges them) and whether a required source is missing."""
+        payload: dict[str, bytes] = {}
+        missing = False
+        for source in sources:
+            kind = "secret" if "secret" in source else "configMap"
+            ref = source[kind]
+            read = self.prow.read_secret if kind == "secret" else self.prow.read_configmap
+            data = read(PROW_NAMESPACE, ref["name"])
+            missing = missing or (data is None and not ref.get("optional", False))
+            payload.update(data or {})
+        return payload, missing
 
     def write_service_account(self, token: str) -> None:
         sa = self.run_dir / "secrets" / "kubernetes.io" / "serviceaccount"
@@ -565,7 +586,10 @@ class Kubelet:
 
     def env(self) -> dict[str, str]:
         port = self.prow.cluster.server.rsplit(":", 1)[1]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.pod_dir),
+        # The image's PATH has gke-gcloud-auth-plugin (keyless clusters' kubeconfigs run it):
+        # here the sandbox's stand-in, a console script next to this Python.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        env = {"PATH": path, "HOME": str(self.pod_dir),
                "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port, **self.extra_env}
         for var in self.pod["containers"][0].get("env", []):
             env[var["name"]] = _localise(var.get("value", ""), self.mounts)

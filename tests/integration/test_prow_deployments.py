@@ -57,6 +57,32 @@ def _secret_data(core, namespace, name):
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
+def _configmap_data(core, namespace, name):
+    try:
+        return dict(core.read_namespaced_config_map(name, namespace).data or {})
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _volume_data(core, namespace, volume):
+    """{file: content} of a Secret volume, or of a projected volume of Secrets and ConfigMaps
+    (the kubelet refuses a pod whose required source is missing)."""
+    if "secret" in volume:
+        sources = [("Secret", volume["secret"]["secretName"], volume["secret"].get("optional"))]
+    else:
+        sources = [("Secret" if "secret" in src else "ConfigMap", (src.get("secret") or src.get("configMap"))["name"],
+                    (src.get("secret") or src.get("configMap")).get("optional"))
+                   for src in volume["projected"]["sources"]]
+    data = {}
+    for kind, name, optional in sources:
+        found = (_secret_data if kind == "Secret" else _configmap_data)(core, namespace, name)
+        assert found is not None or optional, f"{volume['name']}: {kind} {name} missing and not optional"
+        data.update(found or {})
+    return data
+
+
 def _files_at(core, namespace, pod_spec, container, path):
     """What a path in the container holds: {file name: content} for a directory, or the
     content of one file (str), from the Secret volume mounted there; None if nothing is."""
@@ -66,10 +92,7 @@ def _files_at(core, namespace, pod_spec, container, path):
             continue
         volume = next(v for v in pod_spec["volumes"] if v["name"] == mount["name"])
         assert "subPath" not in mount, "a subPath mount never sees an updated Secret"
-        data = _secret_data(core, namespace, volume["secret"]["secretName"])
-        if data is None:
-            assert volume["secret"].get("optional"), f"{volume['name']}: Secret missing and not optional"
-            data = {}
+        data = _volume_data(core, namespace, volume)
         # The kubelet's own entries (..data, ..<timestamp>) are what Prow skips.
         data = dict(data, **{"..data": "<symlink>"})
         rel = path[len(root):].lstrip("/")

@@ -22,6 +22,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._values import 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 FIX_ONBOARD = "run playbooks/onboard.yml (or rotate.yml) for this cluster"
+FIX_EXEC = "run playbooks/onboard.yml: gke_exec_kubeconfig rewrites the keyless kubeconfig from the GKE API"
 FIX_ROTATE = "run playbooks/rotate.yml -e force_rotation=true (a new token, a new version), and check that the rotation job runs"
 ANNOTATION = "iam.gke.io/gcp-service-account"
 
@@ -77,6 +78,8 @@ def check_credential(module, admin, checks):
         checks.broken("stored kubeconfig", f"no context {params['alias']!r} (has: {', '.join(sorted(contexts))})",
                       "onboard with this alias, or verify the alias the kubeconfig was made for")
     cluster, user = kc.context_details(config, params["alias"])
+    if user.get("exec"):
+        return check_exec_credential(module, admin, checks, label, cluster, user["exec"])
     token = user.get("token")
     if not token:
         checks.broken("stored kubeconfig", f"context {params['alias']!r} has no bearer token", FIX_ONBOARD)
@@ -107,6 +110,51 @@ def check_credential(module, admin, checks):
                       "run playbooks/rotate.yml, and check that the rotation job runs")
     checks.ok("expiry", f"valid until {expiry.isoformat()}" if expiry else "the token carries no expiry")
     return expiry
+
+
+def check_exec_credential(module, admin, checks, label, cluster, plugin):
+    """The keyless model's chain: stored kubeconfig (this cluster's server and CA) -> exec credential
+    (the plugin, with Application Default Credentials) -> permissions of each identity the plugin
+    may run as (SubjectAccessReviews: RBAC, then GKE's IAM). No token, so no expiry. Returns None."""
+    params = module.params
+    if cluster.get("server") != admin.server:
+        checks.broken("stored kubeconfig", f"it points at {cluster.get('server')}, this cluster is {admin.server}",
+                      "the endpoint changed or was edited: " + FIX_EXEC)
+    if admin.ca_data and kc.normal_ca(cluster.get("certificate-authority-data")) != kc.normal_ca(admin.ca_data):
+        checks.broken("stored kubeconfig", f"its CA is not this cluster's ({admin.server})", "the CA changed or was edited: " + FIX_EXEC)
+    checks.ok("stored kubeconfig", f"{label}: context {params['alias']} for {admin.server}, no secret in it")
+
+    command = " ".join([plugin.get("command") or "", *(plugin.get("args") or [])]).strip()
+    if plugin.get("command") != kc.GKE_EXEC_PLUGIN["command"] or "--use_application_default_credentials" not in (plugin.get("args") or []):
+        checks.broken("exec credential", f"the user runs {command!r}",
+                      "Prow's images have no gcloud: " + FIX_EXEC + " (gke-gcloud-auth-plugin --use_application_default_credentials)")
+    identities = params["exec_identities"]
+    if not identities:
+        checks.broken("exec credential", f"runs {command}, but no identity to check it for",
+                      "set exec_identities (prow.control_plane_service_accounts): who Prow's pods run as")
+    checks.ok("exec credential", f"runs {command} as {', '.join(identities)}")
+
+    for identity in identities:
+        denied = [verb for verb in PROW_POD_VERBS if not subject_can(admin, identity, verb, params["pod_namespace"])]
+        if denied:
+            checks.broken("permissions", f"{identity} cannot {', '.join(denied)} pods in {params['pod_namespace']}",
+                          "run playbooks/onboard.yml: it grants the IAM role on the project and, with gke_exec_access "
+                          "rbac, binds the service accounts (kind User)")
+    checks.ok("permissions", f"{', '.join(identities)} may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
+    checks.ok("expiry", "no stored token: the plugin gets a fresh one for each use")
+    return None
+
+
+def subject_can(admin, user, verb, namespace):
+    """A SubjectAccessReview for ``user`` (a Google identity's email, as GKE names it): what RBAC
+    and, on GKE, IAM let it do."""
+    review = admin.request(
+        "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+         "spec": {"user": user, "groups": ["system:authenticated"],
+                  "resourceAttributes": {"verb": verb, "resource": "pods", "group": "", "namespace": namespace}}},
+        resource="subjectaccessreviews")
+    return bool((review.get("status") or {}).get("allowed"))
 
 
 def token_rejected(admin, token, review):
@@ -226,6 +274,7 @@ def module_kwargs():
             "stored": {"type": "dict", "required": True, "options": source.SOURCE_OPTIONS},
             "pod_namespace": {"type": "str", "default": "test-pods"},
             "min_validity": {"type": "str", "default": "6h"},
+            "exec_identities": {"type": "list", "elements": "str", "default": []},
             "workload_identity": {
                 "type": "dict",
                 "options": {

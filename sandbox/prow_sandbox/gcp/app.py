@@ -88,6 +88,7 @@ class App:
             Rule("/_fake/config", methods=["GET", "POST"], endpoint="config"),
             Rule("/_fake/reset", methods=["POST"], endpoint="reset"),
             Rule("/_gke/tokenreview/<uid>", methods=["POST"], endpoint="tokenreview"),
+            Rule("/_gke/authorize/<uid>", methods=["POST"], endpoint="authorize"),
         ], strict_slashes=False)
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
@@ -212,6 +213,8 @@ class App:
                 return json_response({"ok": True})
             if endpoint == "tokenreview":
                 return json_response(gke.token_review(fake, args["uid"], body))
+            if endpoint == "authorize":
+                return json_response(gke.subject_access_review(fake, args["uid"], body))
         except (TypeError, ValueError, KeyError) as exc:
             return json_response({"error": f"bad admin request: {exc!r}"}, 400)
         return json_response({"error": "unknown admin endpoint"}, 404)

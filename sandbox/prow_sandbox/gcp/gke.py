@@ -5,8 +5,9 @@ started in a background thread while the create operation runs, so polling loops
 wait. Its ``endpoint`` (host:port, no scheme, as GKE returns it) and
 ``masterAuth.clusterCaCertificate`` work with the kubernetes client, and it accepts Google
 access tokens issued by this fake: the apiserver asks :func:`token_review` (a TokenReview
-webhook), which maps project owners and ``roles/container.admin`` holders to
-``system:masters`` as GKE's IAM integration effectively does.
+webhook) who owns a token, and, for every request RBAC does not allow,
+:func:`subject_access_review` (an authorization webhook, as GKE asks IAM), which answers from
+the principal's IAM roles on the cluster's project at request time.
 
 Operations go PENDING -> RUNNING -> DONE over successive polls of ``operations.get`` (DONE
 only once the work, e.g. the apiserver start, has finished); a client that never polls sees
@@ -60,14 +61,16 @@ ACTIVITY = {
     "CREATE_NODE_POOL": "creating node pool in cluster",
     "DELETE_NODE_POOL": "deleting node pool in cluster",
 }
-# Groups the token webhook gives per IAM role on the cluster's project; the non-admin ones
-# are bound to the built-in ClusterRoles when the cluster starts (see _bind_iam_groups).
-ADMIN_ROLES = {"roles/owner", "roles/container.admin", "roles/container.clusterAdmin"}
-GROUP_ROLES = {
-    "gke-iam:container.developer": ({"roles/editor", "roles/container.developer"}, "edit"),
-    "gke-iam:container.viewer": ({"roles/viewer", "roles/container.viewer",
-                                  "roles/container.clusterViewer"}, "view"),
-}
+# What GKE's IAM integration grants inside a cluster (its authorization webhook, asked after
+# RBAC): the roles a Google identity holds on the cluster's project. clusterViewer and
+# clusterAdmin manage or see the cluster through the GKE API only: no Kubernetes rights.
+K8S_ADMIN_ROLES = frozenset({"roles/owner", "roles/container.admin"})
+K8S_DEVELOPER_ROLES = frozenset({"roles/editor", "roles/container.developer"})
+K8S_VIEWER_ROLES = frozenset({"roles/viewer", "roles/container.viewer"})
+READ_VERBS = frozenset({"get", "list", "watch"})
+# Verbs that change who may do what; only admins get them from IAM.
+PRIVILEGE_VERBS = frozenset({"bind", "escalate", "impersonate", "approve", "sign"})
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 def _kube_version() -> str:
@@ -408,9 +411,9 @@ def _provision(fake: FakeGCP, c: GkeCluster, op: Operation) -> None:
     """Background work of a cluster create: start the apiserver, learn its token keys."""
     failure = None
     try:
-        kube = fake.start_kube(c.kube_name, f"{fake.base_url}/_gke/tokenreview/{c.uid}")
+        kube = fake.start_kube(c.kube_name, f"{fake.base_url}/_gke/tokenreview/{c.uid}",
+                               f"{fake.base_url}/_gke/authorize/{c.uid}")
         issuer, jwks = _oidc(kube)
-        _bind_iam_groups(kube)
     except Exception as exc:  # noqa: BLE001 - any failure becomes the operation's error
         failure = f"Failed to start the cluster's kube-apiserver: {exc}"
     with fake.state.lock:
@@ -434,20 +437,6 @@ def _oidc(kube: KubeCluster) -> tuple[str, dict[str, Any]]:
         jwks = api.call_api("/openid/v1/jwks", "GET", auth_settings=["BearerToken"],
                             response_type="object", _return_http_data_only=True)
     return discovery["issuer"], jwks
-
-
-def _bind_iam_groups(kube: KubeCluster) -> None:
-    from kubernetes import client
-    with _api_client(kube) as api:
-        rbac = client.RbacAuthorizationV1Api(api)
-        for group, (_, cluster_role) in GROUP_ROLES.items():
-            rbac.create_cluster_role_binding({
-                "metadata": {"name": group.replace(":", "-").replace(".", "-")},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": cluster_role},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                              "name": group}],
-            })
 
 
 def get_cluster(ctx: Ctx, project: str, location: str, cluster: str) -> dict[str, Any]:
@@ -632,31 +621,87 @@ def list_operations(ctx: Ctx, project: str, location: str) -> dict[str, Any]:
     return {"operations": ops} if ops else {}
 
 
-# ---------------------------------------------------------------- token webhook
+# ---------------------------------------------------------------- token and authorization webhooks
+
+
+def _cluster_by_uid(fake: FakeGCP, cluster_uid: str) -> GkeCluster | None:
+    return next((c for c in fake.state.clusters.values() if c.uid == cluster_uid), None)
 
 
 def token_review(fake: FakeGCP, cluster_uid: str, review: dict[str, Any]) -> dict[str, Any]:
-    """TokenReview webhook of a GKE cluster's apiserver: who owns this Google token?"""
+    """TokenReview webhook of a GKE cluster's apiserver: who owns this Google token?
+
+    Any Google identity is authenticated as its email, with no groups (the apiserver adds
+    system:authenticated): what it may do comes from RBAC and from IAM
+    (:func:`subject_access_review`), as on GKE.
+    """
     from . import auth  # avoids an import cycle at module load
 
     token = ((review.get("spec") or {}).get("token")) or ""
     status: dict[str, Any] = {"authenticated": False}
     with fake.state.lock:
-        cluster = next((c for c in fake.state.clusters.values() if c.uid == cluster_uid), None)
+        cluster = _cluster_by_uid(fake, cluster_uid)
         principal: Principal | None = None
         try:
             principal, _ = auth.authenticate(fake.state, f"Bearer {token}")
         except ApiError:
             status["error"] = "invalid or expired Google access token"
         if cluster is not None and principal is not None and not principal.federated:
-            roles = fake.state.project_roles(principal, cluster.project)
-            # The apiserver adds system:authenticated itself.
-            groups = ["system:masters"] if roles & ADMIN_ROLES else []
-            groups += [g for g, (granting, _) in GROUP_ROLES.items() if roles & granting]
             status = {"authenticated": True,
-                      "user": {"username": principal.email, "uid": principal.email,
-                               "groups": groups}}
+                      "user": {"username": principal.email, "uid": principal.email, "groups": []}}
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status}
+
+
+def _google_principal(fake: FakeGCP, username: str) -> Principal | None:
+    """The IAM principal a GKE username (an email) stands for, if Google knows it."""
+    if username in fake.state.service_accounts:
+        return Principal(f"serviceAccount:{username}")
+    if username in fake.state.users:
+        return Principal(f"user:{username}")
+    return None
+
+
+def iam_allows(roles: set[str], attributes: dict[str, Any], *, resource: bool) -> bool:
+    """Whether IAM roles on the cluster's project allow one Kubernetes request.
+
+    admin: everything; developer: reads, and writes of namespaced objects and namespaces,
+    but not of RBAC objects nor the verbs that hand out rights; viewer: reads, except
+    Secrets. Non-resource requests (/version, /healthz...): reads for any of the three.
+    """
+    if roles & K8S_ADMIN_ROLES:
+        return True
+    developer, viewer = bool(roles & K8S_DEVELOPER_ROLES), bool(roles & K8S_VIEWER_ROLES)
+    verb = attributes.get("verb", "")
+    if not resource:
+        return (developer or viewer) and verb == "get"
+    if verb in READ_VERBS:
+        return developer or (viewer and attributes.get("resource") != "secrets")
+    if not developer or verb in PRIVILEGE_VERBS or attributes.get("group") == RBAC_GROUP:
+        return False
+    return bool(attributes.get("namespace")) or attributes.get("resource") == "namespaces"
+
+
+def subject_access_review(fake: FakeGCP, cluster_uid: str, review: dict[str, Any]) -> dict[str, Any]:
+    """Authorization webhook of a GKE cluster's apiserver (SubjectAccessReview v1), asked for
+    every request RBAC did not allow: the principal's IAM roles on the cluster's project,
+    read now, so that a revoked role is refused once the apiserver's cache entry expires."""
+    spec = review.get("spec") or {}
+    username = spec.get("user") or ""
+    attributes = spec.get("resourceAttributes")
+    resource = attributes is not None
+    attributes = attributes if resource else (spec.get("nonResourceAttributes") or {})
+    allowed, reason = False, "no IAM role on the cluster's project grants this"
+    with fake.state.lock:
+        cluster = _cluster_by_uid(fake, cluster_uid)
+        principal = _google_principal(fake, username) if cluster is not None else None
+        if principal is None:
+            reason = "not a Google identity of this cluster's IAM"
+        else:
+            roles = fake.state.project_roles(principal, cluster.project)
+            if iam_allows(roles, attributes, resource=resource):
+                allowed, reason = True, f"IAM roles on project {cluster.project.project_id}"
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "status": {"allowed": allowed, "reason": reason}}
 
 
 _L = "/v1/projects/<project>/locations/<location>"

@@ -157,11 +157,12 @@ class FakeGCP:
 
     # ------------------------------------------------------------ GKE's apiservers
 
-    def start_kube(self, name: str, webhook_url: str) -> Any:
+    def start_kube(self, name: str, webhook_url: str, authz_webhook_url: str | None = None) -> Any:
         from prow_sandbox import kube  # the Kubernetes half; only GKE creates need it
         with self._kube_lock:
             self._kube_names.add(name)
-        return kube.start_cluster(name, self.state_dir, authn_webhook_url=webhook_url)
+        return kube.start_cluster(name, self.state_dir, authn_webhook_url=webhook_url,
+                                  authz_webhook_url=authz_webhook_url)
 
     def stop_kube(self, name: str) -> None:
         from prow_sandbox import kube

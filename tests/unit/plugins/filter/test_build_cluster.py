@@ -63,3 +63,24 @@ def test_the_instance_keeps_every_cluster_but_absent_and_removed_ones():
     # A cluster this run did not confirm (outside --limit, or failed) may lack a stored kubeconfig.
     kept = f.instance_clusters(list(HOSTVARS), HOSTVARS, confirmed=["build-a"])
     assert [(c["alias"], c["optional"]) for c in kept] == [("build-a", False), ("build-c", True)]
+
+
+KEYLESS = dict(GKE, alias="build-k", credential_model="gke_exec")
+
+
+def test_keyless_clusters_store_no_kubeconfig_and_are_exec_members_instead():
+    assert [m["name"] for m in f.cluster_members([GKE, KEYLESS, KUBECONFIG], PROW)] == ["build-a", "build-b"]
+    assert f.exec_cluster_members([GKE, dict(KEYLESS, optional=True), KUBECONFIG]) == [
+        {"name": "build-k", "gke": "projects/team-a/locations/us-central1/clusters/build", "optional": True}]
+
+
+def test_a_keyless_cluster_must_be_a_gke_cluster():
+    with pytest.raises(AnsibleFilterError, match="build-b: credential_model gke_exec needs a GKE cluster"):
+        f.exec_cluster_members([dict(KUBECONFIG, credential_model="gke_exec")])
+
+
+def test_google_identities_are_rbac_users_by_email():
+    assert f.rbac_users(["a@p.iam.gserviceaccount.com"]) == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "a@p.iam.gserviceaccount.com"}]
+    with pytest.raises(AnsibleFilterError, match="emails"):
+        f.rbac_users(["serviceaccount-without-domain"])

@@ -291,3 +291,16 @@ def test_bad_instance_inputs_fail_naming_the_input(deployments, kwargs, message)
 def test_unset_container_options_given_as_none_mean_the_defaults():
     files = instance_files([{"name": "sinker", "container": None, "container_index": None, "kubeconfig": None}])
     assert files["sinker-patch.yaml"] == instance_files([{"name": "sinker"}])["sinker-patch.yaml"]
+
+
+def test_with_the_keyless_configmap_the_volume_projects_it_with_the_secret_into_one_directory():
+    [ops] = instance_files(exec_configmap="prow-build-clusters-exec")["sinker-patch.yaml"]
+    assert ops[1]["value"] == {"name": "prow-build-clusters", "projected": {"defaultMode": 420, "sources": [
+        {"secret": {"name": "prow-build-clusters", "optional": True}},
+        {"configMap": {"name": "prow-build-clusters-exec", "optional": True}}]}}
+    assert ops[2]["value"]["mountPath"] == MOUNT and ops[3]["value"] == f"--kubeconfig-dir={MOUNT}"
+
+
+def test_a_bad_keyless_configmap_name_is_refused():
+    with pytest.raises(AnsibleFilterError, match="exec_configmap"):
+        instance_files(exec_configmap="Not_A_Name")

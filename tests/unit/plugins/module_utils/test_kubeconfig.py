@@ -157,3 +157,16 @@ def test_write_atomic_creates_0600_and_replaces_content(tmp_path):
 
 def test_read_file_reports_missing_files(tmp_path):
     assert kc.read_file(str(tmp_path / "nope")) == (None, None)
+
+
+def test_build_exec_names_the_plugin_and_holds_no_token():
+    config = kc.parse(kc.dump(kc.build_exec("build-k", "https://10.0.0.1", "Q0E=")), "exec")
+    user = config["users"][0]
+    assert user["name"] == "build-k" and "token" not in user["user"]
+    assert user["user"]["exec"] == {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "gke-gcloud-auth-plugin",
+        "args": ["--use_application_default_credentials"], "provideClusterInfo": True, "interactiveMode": "Never"}
+    assert config["contexts"] == [{"name": "build-k", "context": {"cluster": "build-k", "user": "build-k"}}]
+    assert kc.dump(kc.build_exec("build-k", "https://10.0.0.1", "Q0E=")) == kc.dump(config)  # deterministic
+    other = kc.build_exec("build-k", "https://10.0.0.1", "Q0E=", {"apiVersion": "v", "command": "x"})
+    assert other["users"][0]["user"] == {"exec": {"apiVersion": "v", "command": "x"}}

@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: prow.build_cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Implementation of module prow.build_cluster.gke_exec_kubeconfig; plugins/modules/gke_exec_kubeconfig.py holds its documentation.
+
+``module_kwargs()`` gives the AnsibleModule arguments; ``run(module)`` does the work and ends
+with ``exit_json`` or ``fail_json``.
+
+The keyless (``gke_exec``) credential model: each build cluster's kubeconfig names GKE's exec
+credential plugin instead of holding a token, so it is no secret. Its server and CA come from
+the GKE API on every run, and the ConfigMap that holds every such cluster (a key per alias, as
+the build clusters' Secret) is rewritten only when its data differs: a changed endpoint or CA,
+or a hand edit, is repaired; a run with nothing to repair writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, TargetMissing, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import (
+    GCP_AUTH_ARGSPEC,
+    GCP_AUTH_MUTUALLY_EXCLUSIVE,
+    GcpSession,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import (
+    dns_label_error,
+    dns_subdomain_error,
+    first_error,
+    parse_gke_name,
+)
+from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
+    K8S_AUTH_ARGSPEC,
+    K8S_AUTH_MUTUALLY_EXCLUSIVE,
+    connect,
+)
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "prow.build_cluster.gke_exec_kubeconfig"}
+
+
+def module_kwargs():
+    """The keyword arguments of this module's AnsibleModule."""
+    return {
+        "argument_spec": {
+            **copy.deepcopy(K8S_AUTH_ARGSPEC),
+            **GCP_AUTH_ARGSPEC,
+            "clusters": {"type": "list", "elements": "dict", "default": [], "options": {
+                "name": {"type": "str", "required": True},
+                "gke": {"type": "str", "required": True},
+                "optional": {"type": "bool", "default": False},
+            }},
+            "name": {"type": "str", "default": "prow-build-clusters-exec"},
+            "namespace": {"type": "str", "default": "default"},
+            "plugin_command": {"type": "str", "default": kc.GKE_EXEC_PLUGIN["command"]},
+            "plugin_args": {"type": "list", "elements": "str", "default": list(kc.GKE_EXEC_PLUGIN["args"])},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        },
+        "mutually_exclusive": K8S_AUTH_MUTUALLY_EXCLUSIVE + GCP_AUTH_MUTUALLY_EXCLUSIVE,
+        "supports_check_mode": True,
+    }
+
+
+def validate(module):
+    """Every input checked before any call."""
+    params = module.params
+    error = first_error(dns_subdomain_error(params["name"], "name"), dns_label_error(params["namespace"], "namespace"))
+    seen = set()
+    for cluster in params["clusters"]:
+        error = error or dns_subdomain_error(cluster["name"], "clusters[].name")
+        if not error and cluster["name"] in seen:
+            error = f"clusters: the name {cluster['name']} appears twice; each cluster is one key of the ConfigMap"
+        seen.add(cluster["name"])
+        try:
+            parse_gke_name(cluster["gke"])
+        except ValueError as exc:
+            error = error or f"clusters[{cluster['name']}].{exc}"
+    if error:
+        module.fail_json(msg=error)
+
+
+def plugin(module):
+    return dict(kc.GKE_EXEC_PLUGIN, command=module.params["plugin_command"], args=list(module.params["plugin_args"]))
+
+
+def desired_data(module):
+    """{alias: kubeconfig text} for every cluster GKE knows, and the optional ones it does not."""
+    gcp = GcpSession(module)
+    data, missing = {}, []
+    for cluster in module.params["clusters"]:
+        project, location, name = parse_gke_name(cluster["gke"])
+        what = f"GKE cluster {cluster['gke']}"
+        found = gcp.get("container", f"/v1/projects/{project}/locations/{location}/clusters/{name}", what)
+        if found is None and cluster["optional"]:
+            module.warn(f"{what} ({cluster['name']}) does not exist: left out of ConfigMap {module.params['name']}")
+            missing.append(cluster["name"])
+            continue
+        if found is None:
+            raise TargetMissing(what, f"write its exec kubeconfig into ConfigMap {module.params['name']}",
+                                message="does not exist; create it first (gke_cluster) or fix gke")
+        ca_data = (found.get("masterAuth") or {}).get("clusterCaCertificate")
+        if not found.get("endpoint") or not ca_data:
+            module.fail_json(msg=f"{what} has no endpoint or CA yet (status {found.get('status')})")
+        config = kc.build_exec(cluster["name"], f"https://{found['endpoint']}", ca_data, plugin(module))
+        data[cluster["name"]] = kc.dump(config)
+    return data, missing
+
+
+def reconcile(module, client, desired):
+    """Make the ConfigMap's data exactly ``desired`` (None: no ConfigMap); (changed, before, after)."""
+    namespace, name = module.params["namespace"], module.params["name"]
+    path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+    resource = f"configmap {namespace}/{name}"
+    outcome = {}
+
+    def once():
+        actual = client.get(path, resource=resource)
+        before = None if actual is None else dict(actual.get("data") or {})
+        labels = ((actual or {}).get("metadata") or {}).get("labels") or {}
+        if desired is None:
+            outcome.update(changed=actual is not None, before=before)
+            if actual is not None and not module.check_mode:
+                client.request("DELETE", path, resource=resource, allow_404=True)
+            return
+        changed = before != desired or any(labels.get(k) != v for k, v in MANAGED_BY.items())
+        outcome.update(changed=changed, before=before)
+        if not changed or module.check_mode:
+            return
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels, **MANAGED_BY)},
+                "data": desired}
+        if actual is None:
+            client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body, resource=resource)
+        else:
+            # The resourceVersion read: a concurrent writer makes this a 409, retried from the read.
+            body["metadata"] = dict(actual["metadata"], labels=body["metadata"]["labels"])
+            client.request("PUT", path, body, resource=resource)
+
+    call_with_retry(once, retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 409)
+    return outcome["changed"], outcome["before"], desired
+
+
+def run(module):
+    """The module's work; ends with module.exit_json or module.fail_json."""
+    if not kc.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    validate(module)
+    params = module.params
+    present = params["state"] == "present"
+    try:
+        desired, missing = desired_data(module) if present else ({}, [])
+    except ApiError as exc:
+        fail_on_api_error(module, exc)
+    client = connect(module, would=f"write ConfigMap {params['namespace']}/{params['name']}")
+    changed, before, after = reconcile(module, client, desired if present else None)
+    result = {
+        "changed": changed,
+        "configmap": {"name": params["name"], "namespace": params["namespace"], "keys": sorted(desired)},
+        "kubeconfigs": desired,
+        "missing": missing,
+    }
+    if module._diff and changed:  # pylint: disable=protected-access
+        result["diff"] = {"before": before or {}, "after": after or {}}
+    module.exit_json(**result)
