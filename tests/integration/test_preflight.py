@@ -66,14 +66,14 @@ CASES = [
     ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), ["Build_Team", "must be a lowercase DNS label"]),
     ("alias over 63 characters", set_in(["build_clusters", 0, "alias"], "b" * 64), ["b" * 64, "at most 63 characters"]),
     ("no prow", set_in(["prow"], KeyError), ["missing required arguments: prow"]),
-    ("no prow.bucket", set_in(["prow", "bucket"], KeyError), ["bucket", "prow"]),
-    ("no project", cluster(project=KeyError), ["project", "build_cluster"]),
-    ("a misspelt variable", cluster(tokn_duration="24h"), ["tokn_duration"]),
-    ("unknown state", cluster(state="gone"), ["state", "gone"]),
-    ("unknown delivery", prow(delivery="eso"), ["delivery", "eso"]),
+    ("no prow.bucket", set_in(["prow", "bucket"], KeyError), ["missing required arguments: bucket found in prow"]),
+    ("no project", cluster(project=KeyError), ["missing required arguments: project found in build_cluster"]),
+    ("a misspelt variable", cluster(tokn_duration="24h"), ["build_cluster.tokn_duration. Supported parameters include"]),
+    ("unknown state", cluster(state="gone"), ["value of state must be one of: present, absent, got: gone found in build_cluster"]),
+    ("unknown delivery", prow(delivery="eso"), ["value of delivery must be one of: external_secrets, kes, direct, none, got: eso found in prow"]),
     ("retired KES delivery", prow(delivery="kes"), ["prow.delivery kes is retired"]),
-    ("node_count not a number", gke(node_count="three"), ["node_count", "three"]),
-    ("gke without a name", lambda doc: doc["build_clusters"][0]["gke"].pop("name"), ["missing required arguments: name"]),
+    ("node_count not a number", gke(node_count="three"), ["argument 'node_count' is of type str found in 'build_cluster -> gke'", "unable to convert to int"]),
+    ("gke without a name", lambda doc: doc["build_clusters"][0]["gke"].pop("name"), ["missing required arguments: name found in build_cluster -> gke"]),
     ("neither gke nor kubeconfig", cluster(gke=KeyError), ["give exactly one of gke"]),
     # The values the cluster role's modules would refuse.
     ("project ID with spaces", cluster(project="prow sandbox build"), [f"{AT}.project", "is not a project ID"]),
@@ -84,7 +84,7 @@ CASES = [
     ("GKE location not a zone", gke(location="US-CENTRAL1"), [f"{AT}.gke.location", "is not a zone"]),
     ("no nodes", gke(node_count=0), [f"{AT}.gke.node_count", "0 is less than 1, the minimum"]),
     ("a 5 GB disk", gke(disk_size_gb=5), [f"{AT}.gke.disk_size_gb", "5 is less than 10, the minimum"]),
-    ("unknown release channel", gke(release_channel="FAST"), [f"{AT}.gke.release_channel", "RAPID"]),
+    ("unknown release channel", gke(release_channel="FAST"), [f"{AT}.gke.release_channel: value of release_channel must be one of: RAPID, REGULAR, STABLE, EXTENDED, got: FAST"]),
     ("pod namespace in capitals", cluster(pod_namespace="Test_Pods"), [f"{AT}.pod_namespace", "is not a valid name"]),
     ("pod namespace over 63 characters", cluster(pod_namespace="t" * 64), [f"{AT}.pod_namespace", "at most 63"]),
     # gcs_access.
@@ -146,6 +146,10 @@ CREATES = [
     "prow.build_cluster.credentials : Mint a token if the stored one is due for build-sandbox",
     "prow.build_cluster.credentials : Let the secret syncer read the secret",
     "prow.build_cluster.prow_config : Write the Prow configuration files for build-sandbox",
+    "prow.build_cluster.credentials : Store the new kubeconfig in Secret Manager for build-sandbox",
+    "prow.build_cluster.credentials : Merge the composite kubeconfig",
+    "prow.build_cluster.prow_config : Write the Prow instance's configuration files",
+    "prow.build_cluster.credentials : Apply the ExternalSecret of the build clusters",
 ]
 
 
@@ -158,10 +162,12 @@ def test_check_mode_on_an_empty_project_succeeds_and_lists_what_a_real_run_creat
     changed = [task for task, _host in changed_tasks(check)]
     missing = [task for task in CREATES if task not in changed]
     assert missing == [], check.stdout[-6000:]
-    # Each says what it would create: the diffs and messages name the resources.
-    for text in ("projects/prow-sandbox-build/locations/us-central1-b/clusters/prow-build", "prow-sandbox-results",
-                 "prowjob-default-sa@prow-sandbox-build.iam.gserviceaccount.com", "serviceaccount-cluster-admin"):
-        assert text in flat(check.stdout), text
+    # The diffs show what would be created.
+    output = flat(check.stdout)
+    for text in ("workload_pool: prow-sandbox-build.svc.id.goog", "uniform_bucket_level_access: true",
+                 "displayName: ProwJob default SA", "prow-build-cluster: build-sandbox", "decoration-config.yaml: sha256:",
+                 "prow-controller-manager-patch.yaml: sha256:"):
+        assert text in output, text
     assert gcp_writes(state, since) == []
     assert kube_writes(state, since) == []
     assert not (state / "out").exists()  # no Prow file either
