@@ -20,7 +20,6 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import _validate as v
-from ansible_collections.prow.build_cluster.plugins.module_utils._values import parse_duration
 
 _IMPL = "ansible_collections.prow.build_cluster.plugins.module_utils.impl."
 
@@ -39,21 +38,9 @@ def _members(value, _what):
 
 def _token_lifetimes(value, _what):
     """What ksa_token refuses of duration and rotate_before: value is {duration, rotate_before, gke}."""
-    ksa_token = _impl("ksa_token")
-    seconds = {}
-    for key in ("duration", "rotate_before"):
-        try:
-            seconds[key] = parse_duration(value[key])
-        except ValueError as exc:
-            return f"{'token_duration' if key == 'duration' else key}: {exc}"
-    if seconds["duration"] < ksa_token.MIN_SECONDS:
-        return f"token_duration {value['duration']} is shorter than 10m, the TokenRequest API's minimum"
-    if seconds["rotate_before"] >= seconds["duration"]:
-        return (f"rotate_before ({value['rotate_before']}) must be shorter than token_duration ({value['duration']}), "
-                "otherwise every new token would be rotated at once")
-    if value.get("gke") and seconds["duration"] > ksa_token.GKE_MAX_SECONDS:
-        return ksa_token.gke_cap_message(value["duration"])
-    return None
+    error, _seconds = _impl("ksa_token").lifetimes_error(value["duration"], value["rotate_before"], bool(value.get("gke")),
+                                                         names=("token_duration", "rotate_before"))
+    return error
 
 
 def _secret_resource(value, _what):
