@@ -10,6 +10,7 @@ call them before they connect, and the playbooks' pre-flight checks can call the
 
 from __future__ import annotations
 
+import os
 import re
 
 # RFC 1123 label (namespaces) and subdomain (most object names), as Kubernetes validates them.
@@ -119,6 +120,30 @@ def labels_error(labels):
                     "lowercase letters, digits, '-' or '_'")
         if not isinstance(value, str) or not _LABEL_VALUE.match(value):
             return f"label {key}: value {value!r} is not valid: up to 63 lowercase letters, digits, '-' or '_'"
+    return None
+
+
+def at_least_error(value, minimum, what=None):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        return f"{what}: must be at least {minimum}" if what else f"{value!r} is less than {minimum}, the minimum"
+    return None
+
+
+def output_dir_error(path, what="output_dir"):
+    """Why files cannot be written under directory ``path`` (created with its parents if missing), or None."""
+    if not isinstance(path, str) or not path:
+        return f"{what}: give a directory"
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{what} {path!r} is a file, not a directory"
+    # The nearest part that exists is where the missing ones would be created.
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{what} {path!r} cannot be created: {existing!r} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{what} {path!r} is not writable: {existing!r} does not let this user write"
     return None
 
 

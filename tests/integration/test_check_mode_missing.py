@@ -124,3 +124,22 @@ def test_check_mode_ksa_token_before_its_service_account_and_secret_exist(ansibl
 
     real = ansible.run(task, env=gcp_env(gcp)).task("t")
     assert real["failed"] is True and "not-created-yet" in real["msg"], real
+
+
+def test_composite_kubeconfig_in_check_mode_before_the_secret_and_directory_exist(ansible, gcp, operator_env, tmp_path):
+    """The instance's composite in check mode on an empty project: the member's secret (stored by an earlier task) and
+    the output directory (made by the Prow files' task) do not exist yet; a real run on the same still fails."""
+    secret = f"projects/{gcp.prow_project}/secrets/{gcp.unique('never_secret')}"
+    dest = tmp_path / "out" / "composite.kubeconfig"
+    task = [{"name": "t", "prow.build_cluster.composite_kubeconfig": {"members": [{"name": "build-team", "secret": secret}],
+                                                                      "dest": str(dest)}}]
+    mark = gcp.mark()
+    check = ansible.run(task, check=True, diff=True, env=operator_env).task("t")
+    assert check.get("failed") is not True, check
+    assert check["changed"] is True and check["missing"] == []
+    assert check["msg"] == f"build-team: secret {secret} does not exist yet: a real run stores it first; would merge it with the other members"
+    assert gcp_writes(gcp, mark) == [] and not dest.parent.exists()
+    dest.parent.mkdir()
+    real = ansible.run(task, env=operator_env).task("t")
+    assert real["failed"] is True and real["msg"] == "build-team: no such secret", real
+    assert not dest.exists()

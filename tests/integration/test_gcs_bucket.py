@@ -43,6 +43,18 @@ def test_check_real_check_real(ansible, gcp, operator_env):
     assert gcp_writes(gcp, mark) == [f"DELETE /storage/storage/v1/b/{name}"]
 
 
+def test_check_mode_fails_where_the_real_create_would_be_refused(ansible, gcp, operator_env):
+    """A project the caller may not create buckets in: check mode (the pre-flight) says so, as the real
+    create then does; in the caller's own project check mode passes (test_check_real_check_real)."""
+    tasks = bucket_task(gcp.unique("not-mine"), project="prow-sandbox-other")
+    mark = gcp.mark()
+    check = ansible.run(tasks, check=True, env=operator_env).task(TASK)
+    assert check.get("failed") and "may not create buckets there (storage.buckets.create)" in check["msg"], check
+    assert gcp_writes(gcp, mark) == []
+    real = ansible.run(tasks, env=operator_env).task(TASK)
+    assert real.get("failed") and real["status"] == 403, real
+
+
 def test_a_name_taken_by_someone_else_is_a_clear_error(ansible, gcp, operator_env):
     name = gcp.unique("taken")
     gcp.storage("someone-else@prow-sandbox.test").create_bucket(name, project="prow-sandbox-other")

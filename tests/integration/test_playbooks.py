@@ -454,34 +454,4 @@ def set_in(path, value):
     return mutate
 
 
-@pytest.mark.parametrize(
-    ("case", "mutate", "message"),
-    [
-        ("missing build_clusters", set_in(["build_clusters"], KeyError), "no build clusters: give build_clusters"),
-        ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), "must be a lowercase DNS label"),
-        ("72h token on GKE", set_in(["build_clusters", 0, "token_duration"], "72h"), "on GKE a token lives at most 48h"),
-        ("retired KES delivery", set_in(["prow", "delivery"], "kes"), "prow.delivery kes is retired"),
-        ("bucket that does not exist",
-         lambda doc: doc["prow"].update(bucket="no-such-bucket-4242", create_bucket=False), "no-such-bucket-4242"),
-        ("unreachable cluster",
-         lambda doc: doc["build_clusters"].__setitem__(0, {"alias": "far", "project": "prow-sandbox-build",
-                                                           "kubeconfig": str(Path(__file__).parent / "data" / "unreachable.kubeconfig")}),
-         "cannot reach https://127.0.0.1:1"),
-        ("cluster_role that does not exist",
-         lambda doc: doc["build_clusters"].__setitem__(0, {"alias": "kind", "project": "prow-sandbox-build",
-                                                           "kubeconfig": "{{ lookup('ansible.builtin.env', 'BUILD_KUBECONFIG') }}",
-                                                           "cluster_role": "no-such-role"}),
-         "cluster_role: ClusterRole no-such-role does not exist"),
-    ],
-)
-def test_bad_input_fails_first_with_one_message_and_changes_nothing(sandbox, tmp_path, case, mutate, message):
-    state, env = sandbox
-    since = datetime.now(timezone.utc)
-    run = playbook(env, "onboard.yml", "-e", f"@{bad_vars(tmp_path, mutate)}")
-    assert run.returncode != 0, case
-    assert message in run.stdout, run.stdout[-3000:]
-    assert recap(run)["changed"] == 0 and recap(run)["failed"] == 1, run.stdout[-3000:]
-    failed_task = [l for l in run.stdout.splitlines() if l.startswith("TASK [")][-1]
-    assert "Check" in failed_task, failed_task  # a pre-flight check, before any other task
-    assert gcp_writes(state, since) == []
-    assert kube_writes(state, since) == []
+# The bad inputs, each stopped by the pre-flight before any write: test_preflight.py.

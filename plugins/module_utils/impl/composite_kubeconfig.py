@@ -74,7 +74,8 @@ def validate(module):
         error = sources.validate(item, sources.label_of(item, f"members[{index}]"))
         if error:
             module.fail_json(msg=error)
-    if params["dest"] and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
+    # In check mode the directory may be one an earlier task (the Prow files) would create.
+    if params["dest"] and not module.check_mode and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
         module.fail_json(msg=f"dest: directory of {params['dest']} does not exist")
     if params["return_content"] and not module.no_log:
         module.fail_json(msg=sources.RETURN_CONTENT_NEEDS_NO_LOG)
@@ -104,6 +105,12 @@ def load_members(module):
                 module.warn(f"{label}: no such {'secret' if item.get('secret') else 'file'} yet; left out")
                 missing.append(label)
                 continue
+            if text is None and module.check_mode:
+                # Check mode on an empty project: the earlier task that stores it only said it
+                # would. A real run has it, so it is not among the missing optional members.
+                what = f"secret {item['secret']}" if item.get("secret") else f"file {item.get('file')}"
+                module.exit_json(changed=True, missing=[], msg=(
+                    f"{label}: {what} does not exist yet: a real run stores it first; would merge it with the other members"))
             if text is None:
                 module.fail_json(msg=f"{label}: no such {'secret' if item.get('secret') else 'file'}")
             config = kc.parse(text, label)

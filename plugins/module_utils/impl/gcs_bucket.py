@@ -99,6 +99,8 @@ def run(module):
     elif bucket is None:
         if params["shared"]:
             module.fail_json(msg=f"shared bucket {name} does not exist; a shared bucket is not created")
+        if module.check_mode:
+            require_create_permission(module, gcp, project, name)
         result["changed"] = True
         body = {
             "name": name,
@@ -174,6 +176,27 @@ def patch_bucket(module, gcp, path, resource, bucket):
             raise
 
     return call_with_retry(attempt, retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 412)
+
+
+CREATE_PERMISSION = "storage.buckets.create"
+
+
+def require_create_permission(module, gcp, project, name):
+    """Check mode's answer to what the create would answer: a caller that may not create buckets in
+    the project fails now, not after a real run has changed other things (one read-only call)."""
+    resource = f"project {project}"
+    try:
+        held = gcp.request("POST", "cloudresourcemanager", f"/v1/projects/{project}:testIamPermissions", resource,
+                           json_body={"permissions": [CREATE_PERMISSION]}).get("permissions") or []
+    except ApiError as err:
+        if err.status not in (403, 404):
+            raise
+        held = []
+    if CREATE_PERMISSION not in held:
+        module.fail_json(msg=(
+            f"bucket {name} would be created in project {project}, but the caller may not create buckets there "
+            f"({CREATE_PERMISSION}). Grant it roles/storage.admin on {project}, or set the bucket's project to "
+            "one of yours."), status=403)
 
 
 def read_bucket(module, gcp, path, resource):

@@ -14,9 +14,12 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._errors import 
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import parse_duration
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
 from ansible_collections.prow.build_cluster.plugins.module_utils._gke import gke_cluster_busy, wait_operation
-from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, gke_name_error, location_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import at_least_error, first_error, gke_name_error, location_error
 
 GKE_METADATA = "GKE_METADATA"
+# What GKE accepts for a node pool (the pre-flight checks the same).
+MIN_NODE_COUNT = 1
+MIN_DISK_SIZE_GB = 10
 
 
 def metadata_mode(pool):
@@ -137,8 +140,8 @@ def run(module):
         gke_name_error(params["name"]),
         location_error(params["location"]),
         gke_name_error(params["node_pool"]) and f"node_pool: {gke_name_error(params['node_pool'])}",
-        "node_count: must be at least 1" if params["node_count"] < 1 else None,
-        "disk_size_gb: must be at least 10" if params["disk_size_gb"] < 10 else None,
+        at_least_error(params["node_count"], MIN_NODE_COUNT, "node_count"),
+        at_least_error(params["disk_size_gb"], MIN_DISK_SIZE_GB, "disk_size_gb"),
     )
     if error:
         module.fail_json(msg=error)

@@ -60,6 +60,25 @@ def alias_error(alias):
     return None
 
 
+def lifetimes_error(duration, rotate_before, on_gke, names=("duration", "rotate_before")):
+    """(why the token lifetimes are refused or None, (duration, rotate_before) in seconds): the
+    module's check, which the playbooks' pre-flight runs too (``names``: the options as the caller calls them)."""
+    seconds = []
+    for name, value in zip(names, (duration, rotate_before)):
+        try:
+            seconds.append(parse_duration(value))
+        except ValueError as exc:
+            return f"{name}: {exc}", None
+    if seconds[0] < MIN_SECONDS:
+        return f"{names[0]} {duration} is shorter than 10m, the TokenRequest API's minimum", None
+    if seconds[1] >= seconds[0]:
+        return (f"{names[1]} ({rotate_before}) must be shorter than {names[0]} ({duration}), "
+                "otherwise every new token would be rotated at once"), None
+    if seconds[0] > GKE_MAX_SECONDS and on_gke:
+        return gke_cap_message(duration), None
+    return None, tuple(seconds)
+
+
 def validate(module):
     """Every check that needs no API call; returns (duration, rotate_before) in seconds."""
     params = module.params
@@ -70,22 +89,11 @@ def validate(module):
     ):
         if error:
             module.fail_json(msg=error)
-    durations = {}
-    for key in ("duration", "rotate_before"):
-        try:
-            durations[key] = parse_duration(params[key])
-        except ValueError as exc:
-            module.fail_json(msg=f"{key}: {exc}")
-    duration, rotate_before = durations["duration"], durations["rotate_before"]
-    if duration < MIN_SECONDS:
-        module.fail_json(msg=f"duration {params['duration']} is shorter than 10m, the TokenRequest API's minimum")
-    if rotate_before >= duration:
-        module.fail_json(
-            msg=f"rotate_before ({params['rotate_before']}) must be shorter than duration ({params['duration']}), "
-            "otherwise every new token would be rotated at once"
-        )
-    if duration > GKE_MAX_SECONDS and (params["platform"] == "gke" or (params["platform"] == "auto" and params.get("gke"))):
-        module.fail_json(msg=gke_cap_message(params["duration"]))
+    on_gke = params["platform"] == "gke" or (params["platform"] == "auto" and bool(params.get("gke")))
+    error, seconds = lifetimes_error(params["duration"], params["rotate_before"], on_gke)
+    if error:
+        module.fail_json(msg=error)
+    duration, rotate_before = seconds
     if not params["dest"] and not params["return_content"]:
         module.fail_json(msg="set dest, or return_content: true, otherwise a minted token would be lost")
     if params["return_content"] and not module.no_log:
