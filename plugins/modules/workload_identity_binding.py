@@ -25,7 +25,8 @@ description:
     C(iam.gke.io/gcp-service-account) annotation is removed (an annotation makes the pod impersonate that GSA);
     no GSA is read or written, and RV(member) is the KSA's C(principal://) member of the pool, by the pool
     project's number (read from Cloud Resource Manager), for a policy to grant (see M(prow.build_cluster.gcp_iam_member)).
-    With O(state=absent) nothing is changed; RV(member) is returned for the grant to be revoked.
+    With O(state=absent) nothing is changed and the cluster is not reached (it may be gone); RV(member) is
+    returned for the grant to be revoked.
   - In check mode, a GSA that does not exist yet (404; a real run creates it in an earlier task) is no error;
     the module reports C(changed) with a C(msg) saying what it would grant.
 author:

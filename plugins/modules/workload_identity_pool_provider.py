@@ -15,7 +15,7 @@ description:
     with no key file.
   - With O(oidc_from_cluster), the issuer is read from the cluster's apiserver (C(/.well-known/openid-configuration),
     through the Kubernetes connection options), and its signing keys (C(/openid/v1/jwks)) are uploaded as the
-    provider's JWKS unless the issuer's discovery document is public (O(upload_jwks)): Google cannot reach a private
+    provider's JWKS unless the issuer's discovery document is public (O(upload_jwks)), since Google cannot reach a private
     apiserver.
   - Only the fields given are compared (the JWKS as data, not text); fields that differ are changed with one PATCH
     naming only them. Every write is a long-running operation, waited for. A soft-deleted provider is undeleted.

@@ -104,12 +104,12 @@ def run(module):
     if error:
         module.fail_json(msg=error)
     pool = resolve_pool(module)
+    if direct:
+        run_direct(module, pool)
 
     client = connect(module)
     check_cluster_pool(module, client, pool)
     gcp = GcpSession(module)
-    if direct:
-        run_direct(module, client, gcp, pool)
     member = iam.workload_identity_member(pool, namespace, name)
     role = iam.WORKLOAD_IDENTITY_USER
     ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
@@ -154,15 +154,24 @@ def run(module):
     module.exit_json(**result)
 
 
-def run_direct(module, client, gcp, pool):
+def run_direct(module, pool):
     """Direct resource access: the KSA without annotation, and its principal:// member (by the pool
-    project's number, from Resource Manager) for the caller to grant; no GSA is read or written."""
+    project's number, from Resource Manager) for the caller to grant; no GSA is read or written.
+
+    The member is known before the cluster is reached, and with ``state: absent`` the cluster is
+    not reached at all: offboarding a cluster that is gone still learns which grant to revoke.
+    """
     params = module.params
     namespace, name = params["namespace"], params["service_account"]
     present = params["state"] == "present"
     project = pool[: -len(POOL_SUFFIX)]
+    gcp = GcpSession(module)
     info = gcp.request("GET", "cloudresourcemanager", f"/v1/projects/{project}", f"project {project}")
     member = iam.direct_member(info.get("projectNumber", ""), pool, namespace, name)
+    if not present:
+        module.exit_json(changed=False, member=member, workload_pool=pool, ksa_created=False, annotation=None)
+    client = connect(module)
+    check_cluster_pool(module, client, pool)
     ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
     ksa_resource = f"ServiceAccount {namespace}/{name}"
     ksa = client.get(ksa_path, resource=ksa_resource)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 
-import requests
-
 from ansible_collections.prow.build_cluster.plugins.module_utils import _wif, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error
@@ -50,6 +48,8 @@ def module_kwargs():
 
 def issuer_is_public(issuer):
     """Whether Google could read the issuer's discovery document itself: an anonymous HTTPS GET works."""
+    import requests  # pylint: disable=import-outside-toplevel  # a GcpSession dependency, imported where used
+
     try:
         response = requests.get(issuer.rstrip("/") + DISCOVERY, timeout=5)
         return response.status_code == 200 and response.json().get("issuer") == issuer
