@@ -111,7 +111,6 @@ def test_direct_member_is_the_ksa_principal_of_the_gke_pool():
     assert "not a principal://" in _validate.principal_member_error("user:a@example.com")
 
 
-
 @pytest.mark.parametrize(("member", "why"), [
     ("job@p.iam.gserviceaccount.com", "no TYPE"),
     ("serviceaccount:job@p.iam.gserviceaccount.com", "unknown type"),
