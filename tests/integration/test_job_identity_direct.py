@@ -169,3 +169,10 @@ def test_direct_job_identity_onboarding_switch_write_refusal_and_rerun(sandbox, 
     fixed = playbook(env, "onboard.yml", "-e", f"@{direct_vars}")
     assert changed_tasks(fixed, "Onboard each build cluster") == [
         ("prow.build_cluster.gcs_access : Ensure the job KSA without a GSA annotation", "build-sandbox")]
+
+    # Offboarding with direct revokes the principal's grant (the control plane's stays: it is shared).
+    off = playbook(env, "offboard.yml", "-e", f"@{direct_vars}", "--limit", "build-sandbox")
+    assert off.returncode == 0, off.stdout[-4000:]
+    left = bucket_members(endpoints, operator)
+    assert DIRECT not in left and any("prow-crier@" in m for m in left), left
+    assert upload(endpoints, token, "logs/direct/4/started.json").status_code == 403
