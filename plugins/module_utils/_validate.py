@@ -147,6 +147,33 @@ def output_dir_error(path, what="output_dir"):
     return None
 
 
+# principal:// (one identity) and principalSet:// (a set) of a workload identity pool, named by
+# project NUMBER as IAM requires; workforce pools have no project.
+_POOL_PREFIX = (r"//iam\.googleapis\.com/(?:projects/[0-9]+/locations/global/workloadIdentityPools"
+                r"|locations/global/workforcePools)/[a-z0-9][-a-z0-9.]*[a-z0-9]/")
+_PRINCIPAL = re.compile(r"^principal:" + _POOL_PREFIX + r"subject/\S+$")
+_PRINCIPAL_SET = re.compile(r"^principalSet:" + _POOL_PREFIX
+                            + r"(\*|group/\S+|attribute\.[a-z0-9_]+/\S+|namespace/[a-z0-9-]+|kubernetes\.cluster/https://\S+)$")
+PRINCIPAL_FORMS = (
+    "principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUBJECT, or "
+    "principalSet://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/"
+    "{*, group/GROUP, attribute.NAME/VALUE, namespace/NAMESPACE}"
+)
+
+
+def principal_member_error(value):
+    """Why a ``principal://``/``principalSet://`` member is not one IAM accepts, or None.
+
+    IAM names pools by project NUMBER: a project ID there is refused by Google, so here too.
+    """
+    kind = value.partition(":")[0] if isinstance(value, str) else None
+    if kind not in ("principal", "principalSet"):
+        return f"member {value!r} is not a principal:// or principalSet:// member"
+    if not (_PRINCIPAL if kind == "principal" else _PRINCIPAL_SET).match(value):
+        return f"member {value!r} is not of the form {PRINCIPAL_FORMS}"
+    return None
+
+
 def first_error(*errors):
     """The first of several optional error messages (validation reads as a flat list)."""
     return next((e for e in errors if e), None)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 import re
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import principal_member_error
+
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 
 # serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]: the identity of a Kubernetes service
@@ -45,6 +47,13 @@ MEMBER_FORMS = (
 
 def workload_identity_member(pool, namespace, name):
     return f"serviceAccount:{pool}[{namespace}/{name}]"
+
+
+def direct_member(project_number, pool, namespace, name):
+    """The principal:// member of a KSA in a GKE pool: what a policy names to grant the pod's own
+    federated token access (direct resource access, no GSA), by the pool project's NUMBER."""
+    return (f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
+            f"workloadIdentityPools/{pool}/subject/ns/{namespace}/sa/{name}")
 
 
 def normalize_member(member):
@@ -73,8 +82,8 @@ def member_error(member):
         return None if _EMAIL.match(value) else f"member {member!r}: {value!r} is not an email address"
     if kind == "domain":
         return None if re.match(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", value) else f"member {member!r}: {value!r} is not a domain"
-    if kind in ("principal", "principalSet") and value.startswith("//"):
-        return None
+    if kind in ("principal", "principalSet"):
+        return principal_member_error(member)
     if kind in _PROJECT_CONVENIENCE:
         return None
     return f"member {member!r}: unknown type {kind!r}; use one of {MEMBER_FORMS}"

@@ -73,8 +73,11 @@ class K8sClient:
         with open(path, "rb") as handle:
             return base64.b64encode(handle.read()).decode("ascii")
 
-    def request(self, method, path, body=None, *, query=None, content_type=None, resource=None, allow_404=False, retry_on=None):
+    def request(self, method, path, body=None, *, query=None, content_type=None, resource=None, allow_404=False, retry_on=None,
+                accept="application/json"):
         """Call the API server; return parsed JSON, or None for a 404 when ``allow_404``.
+
+        ``accept`` is for endpoints that serve another JSON type (the JWKS: application/jwk-set+json).
 
         Raises ApiError with the resource, HTTP status and the server's Status message.
         """
@@ -82,7 +85,7 @@ class K8sClient:
         import urllib3  # pylint: disable=import-outside-toplevel
 
         resource = resource or path
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
 

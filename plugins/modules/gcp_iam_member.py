@@ -48,6 +48,11 @@ options:
     description:
       - The principal, for example C(serviceAccount:EMAIL), C(user:EMAIL), C(group:EMAIL), C(domain:DOMAIN),
         or C(serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]) for a Kubernetes service account.
+      - Federated identities by their pool, which IAM names by project NUMBER,
+        C(principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUBJECT)
+        (for a GKE job KSA with direct access, POOL C(PROJECT.svc.id.goog) and SUBJECT C(ns/NAMESPACE/sa/KSA)), or
+        C(principalSet://.../POOL/*), C(.../group/GROUP), C(.../attribute.NAME/VALUE), C(.../namespace/NAMESPACE);
+        another form fails before any call.
       - Exactly one of O(member) and O(members) is required.
     type: str
   members:

@@ -24,6 +24,9 @@ description:
     cluster's server and CA; its exec credential is C(gke-gcloud-auth-plugin --use_application_default_credentials);
     and each of O(exec_identities) passes SubjectAccessReviews for the same six verbs (RBAC, then GKE's IAM). There
     is no token, so no expiry."
+  - "With O(workload_identity.job_identity=direct) (GKE direct resource access): the job KSA exists and names no GSA;
+    its token is exchanged at STS, and the federated token itself (the KSA's C(principal://) member) writes the probe
+    object; there is no impersonation link."
   - Each of these calls is made as the KSA or the GSA, with their token alone on a plain HTTP session, never with
     the operator's credentials, so a link holds only if the jobs' identity may do what it proves.
   - "With a Secret Manager O(stored.secret) read as C(latest), its versions are listed: consumers read the newest
@@ -86,6 +89,13 @@ options:
           - Email of the job GSA the KSA must be annotated with. Without it, any GSA the annotation names is
             followed (and must then let the KSA impersonate it and write to the bucket).
         type: str
+      job_identity:
+        description:
+          - C(gsa), the jobs act as a GSA named by the KSA's annotation; C(direct), they use the KSA's own federated
+            identity, and the KSA must carry no annotation.
+        type: str
+        choices: [gsa, direct]
+        default: gsa
       bucket:
         description: Results bucket the jobs write to.
         type: str
@@ -143,7 +153,11 @@ token_expiry:
   type: str
 gcp_service_account:
   description: The GSA jobs act as.
-  returned: with workload_identity
+  returned: with workload_identity, job_identity gsa
+  type: str
+job_principal:
+  description: The job KSA's C(principal://) member, which writes to the bucket.
+  returned: with workload_identity, job_identity direct
   type: str
 """
 

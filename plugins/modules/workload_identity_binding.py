@@ -21,6 +21,12 @@ description:
     any write; a cluster without Workload Identity, or with another project's pool, is an error.
   - O(state=absent) removes only what this module adds, the annotation (if it still names this GSA)
     and that one member; the KSA itself stays.
+  - With O(job_identity=direct) (GKE direct resource access, no GSA) the KSA is created if absent and any
+    C(iam.gke.io/gcp-service-account) annotation is removed (an annotation makes the pod impersonate that GSA);
+    no GSA is read or written, and RV(member) is the KSA's C(principal://) member of the pool, by the pool
+    project's number (read from Cloud Resource Manager), for a policy to grant (see M(prow.build_cluster.gcp_iam_member)).
+    With O(state=absent) nothing is changed and the cluster is not reached (it may be gone); RV(member) is
+    returned for the grant to be revoked.
   - In check mode, a GSA that does not exist yet (404; a real run creates it in an earlier task) is no error;
     the module reports C(changed) with a C(msg) saying what it would grant.
 author:
@@ -35,9 +41,17 @@ options:
     type: str
     default: prowjob-default-sa
   gcp_service_account:
-    description: Email of the GSA the KSA acts as. It may live in another project than the cluster.
+    description:
+      - Email of the GSA the KSA acts as. It may live in another project than the cluster.
+      - Required with O(job_identity=gsa).
     type: str
-    required: true
+  job_identity:
+    description:
+      - C(gsa), the KSA impersonates O(gcp_service_account) (annotation and C(roles/iam.workloadIdentityUser)).
+      - C(direct), the KSA's own federated identity is used (no annotation, no GSA); grant RV(member) where the jobs write.
+    type: str
+    choices: [gsa, direct]
+    default: gsa
   workload_pool:
     description:
       - The cluster's Workload Identity pool, C(CLUSTER_PROJECT.svc.id.goog).
@@ -66,11 +80,26 @@ EXAMPLES = r"""
     namespace: test-pods
     service_account: prowjob-default-sa
     gcp_service_account: prowjob-default-sa@my-build-project.iam.gserviceaccount.com
+
+- name: Or no GSA at all, direct resource access for the KSA's own identity
+  prow.build_cluster.workload_identity_binding:
+    gke: projects/my-build-project/locations/us-west1-b/clusters/my-build-project
+    job_identity: direct
+  register: job_identity
+
+- name: Let that identity write job results
+  prow.build_cluster.gcp_iam_member:
+    resource_type: bucket
+    resource: my-prow-results
+    role: roles/storage.objectAdmin
+    member: "{{ job_identity.member }}"
 """
 
 RETURN = r"""
 member:
-  description: The KSA's Workload Identity member, as granted on the GSA.
+  description:
+    - The KSA's Workload Identity member, as granted on the GSA.
+    - With O(job_identity=direct), its C(principal://) member, to grant on the resources the jobs use.
   returned: always
   type: str
   sample: serviceAccount:my-build-project.svc.id.goog[test-pods/prowjob-default-sa]

@@ -162,6 +162,10 @@ def test_bad_inputs_fail_before_any_call(ansible, gcp, operator_env):
         ({"resource_type": "project", "resource": "Prow_Project", "role": ROLE, "member": "user:a@example.com"}, "not a project ID"),
         ({"resource_type": "service_account", "resource": "crier", "role": ROLE, "member": "user:a@example.com"}, "service account email"),
         ({"resource_type": "secret", "resource": "a/b", "role": ROLE, "member": "user:a@example.com"}, "secret ID"),
+        # A pool names its project by NUMBER; a project ID there is refused by IAM, so before any call.
+        ({"resource_type": "bucket", "resource": "prow-sandbox-results", "role": ROLE, "member":
+          "principal://iam.googleapis.com/projects/prow-sandbox-build/locations/global/workloadIdentityPools/"
+          "prow-sandbox-build.svc.id.goog/subject/ns/test-pods/sa/prowjob-default-sa"}, "NUMBER"),
     ]
     mark = gcp.mark()
     for args, message in cases:

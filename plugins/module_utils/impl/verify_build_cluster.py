@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, _validate, k8s
+from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_session, _validate, iam, k8s
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
@@ -174,11 +174,15 @@ def token_rejected(admin, token, review):
 
 
 def check_workload_identity(module, admin, session, checks):
-    """The jobs' side: KSA -> its token -> STS -> GSA token -> object write (only if nothing else failed). Returns the GSA."""
+    """The jobs' side: KSA -> its token -> STS -> (GSA token) -> object write (only if nothing else failed).
+
+    Returns the GSA the jobs act as, or with ``job_identity: direct`` the KSA's principal:// member.
+    """
     params = module.params
     wi = params["workload_identity"]
     namespace = wi.get("namespace") or params["pod_namespace"]
     ksa = wi["service_account"]
+    direct = wi["job_identity"] == "direct"
     if not admin.gke_cluster:
         checks.broken("workload identity", "the cluster was not reached through gke:, so its identity pool is unknown",
                       "connect with gke: projects/P/locations/L/clusters/C")
@@ -189,15 +193,10 @@ def check_workload_identity(module, admin, session, checks):
 
     account = admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}", resource=f"serviceaccount {namespace}/{ksa}")
     gsa = ((account or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
-    expected = wi.get("gcp_service_account")
-    if not gsa:
-        checks.broken("job KSA", f"{namespace}/{ksa} is missing or has no {ANNOTATION} annotation",
-                      "run playbooks/onboard.yml (workload_identity_binding creates and annotates the KSA)")
-    if expected and gsa != expected:
-        checks.broken("job KSA", f"{namespace}/{ksa} is annotated with {gsa}, not the job GSA {expected}",
-                      f"set the KSA's {ANNOTATION} annotation to {expected}: run playbooks/onboard.yml "
-                      "(workload_identity_binding)")
-    checks.ok("job KSA", f"{namespace}/{ksa} is annotated with {gsa}")
+    if direct:
+        check_direct_ksa(account, gsa, f"{namespace}/{ksa}", checks)
+    else:
+        check_annotated_ksa(gsa, wi.get("gcp_service_account"), f"{namespace}/{ksa}", checks)
 
     minted = admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}/token",
                            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -215,53 +214,87 @@ def check_workload_identity(module, admin, session, checks):
         })["access_token"]
     except ApiError as exc:
         checks.broken("STS exchange", str(exc), f"check that Workload Identity ({pool}) is enabled on the cluster")
-    checks.ok("STS exchange", f"KSA token exchanged for a federated token of {pool}[{namespace}/{ksa}]")
 
-    try:
-        gsa_token = session.request("POST", "iamcredentials", f"/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
+    if direct:
+        # The member the bucket must name, by the pool project's number (an operator read).
+        pool_project = pool[: -len(".svc.id.goog")]
+        info = session.request("GET", "cloudresourcemanager", f"/v1/projects/{pool_project}", f"project {pool_project}")
+        identity = iam.direct_member(info.get("projectNumber", ""), pool, namespace, ksa)
+        checks.ok("STS exchange", f"KSA token exchanged for a federated token of {identity}")
+        token = federated
+    else:
+        checks.ok("STS exchange", f"KSA token exchanged for a federated token of {pool}[{namespace}/{ksa}]")
+        try:
+            token = session.request("POST", "iamcredentials", f"/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
                                     f"service account {gsa}", as_bearer=federated,
                                     json_body={"scope": [CLOUD_PLATFORM]})["accessToken"]
-    except ApiError as exc:
-        checks.broken("impersonation", str(exc),
-                      f"grant roles/iam.workloadIdentityUser to serviceAccount:{pool}[{namespace}/{ksa}] on {gsa} "
-                      f"(workload_identity_binding); if {gsa} is not the job GSA, correct the KSA's {ANNOTATION} annotation")
-    checks.ok("impersonation", f"the KSA obtains an access token of {gsa}")
+        except ApiError as exc:
+            checks.broken("impersonation", str(exc),
+                          f"grant roles/iam.workloadIdentityUser to serviceAccount:{pool}[{namespace}/{ksa}] on {gsa} "
+                          f"(workload_identity_binding); if {gsa} is not the job GSA, correct the KSA's {ANNOTATION} annotation")
+        checks.ok("impersonation", f"the KSA obtains an access token of {gsa}")
+        identity = f"serviceAccount:{gsa}"
 
     if module.check_mode:
         checks.skipped("bucket write", "not written in check mode")
-        return gsa
-    if checks.failures:
+    elif checks.failures:
         checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
-        return gsa
-    check_bucket_write(module, session, gsa, gsa_token, checks)
-    return gsa
+    else:
+        check_bucket_write(module, session, identity, token, checks)
+    return identity if direct else gsa
 
 
-def check_bucket_write(module, session, gsa, gsa_token, checks):
-    """As the GSA: write a probe object and delete it. A probe the GSA cannot delete is deleted by the operator."""
+def check_annotated_ksa(gsa, expected, ksa, checks):
+    if not gsa:
+        checks.broken("job KSA", f"{ksa} is missing or has no {ANNOTATION} annotation",
+                      "run playbooks/onboard.yml (workload_identity_binding creates and annotates the KSA)")
+    if expected and gsa != expected:
+        checks.broken("job KSA", f"{ksa} is annotated with {gsa}, not the job GSA {expected}",
+                      f"set the KSA's {ANNOTATION} annotation to {expected}: run playbooks/onboard.yml "
+                      "(workload_identity_binding)")
+    checks.ok("job KSA", f"{ksa} is annotated with {gsa}")
+
+
+def check_direct_ksa(account, gsa, ksa, checks):
+    """Direct access: the KSA exists and names no GSA (an annotation makes its pods impersonate it)."""
+    fix = "run playbooks/onboard.yml (workload_identity_binding with job_identity direct)"
+    if account is None:
+        checks.broken("job KSA", f"{ksa} does not exist", fix + " creates it")
+    if gsa:
+        checks.broken("job KSA", f"{ksa} is annotated with {gsa}: its pods would act as that GSA, not with direct access",
+                      f"remove the {ANNOTATION} annotation: " + fix)
+    checks.ok("job KSA", f"{ksa} exists, with no GSA annotation (direct access)")
+
+
+def check_bucket_write(module, session, identity, token, checks):
+    """As the jobs' identity (the GSA, or the KSA's principal): write a probe object and delete it.
+
+    A probe the identity cannot delete is deleted by the operator.
+    """
     params = module.params
     bucket = params["workload_identity"]["bucket"]
     probe = f"{params['workload_identity']['object_prefix']}/{params['alias']}/{int(time.time())}.txt"
     url = f"gs://{bucket}/{probe}"
-    fix = f"grant roles/storage.objectAdmin on gs://{bucket} to serviceAccount:{gsa} (gcp_iam_member, in the gcs_access role)"
+    fix = f"grant roles/storage.objectAdmin on gs://{bucket} to {identity} (gcp_iam_member, in the gcs_access role)"
+    who = identity[len("serviceAccount:"):] if identity.startswith("serviceAccount:") else identity
     object_path = f"/storage/v1/b/{bucket}/o/{probe.replace('/', '%2F')}"
     try:
-        session.request("POST", "storage", f"/upload/storage/v1/b/{bucket}/o", url, as_bearer=gsa_token,
+        session.request("POST", "storage", f"/upload/storage/v1/b/{bucket}/o", url, as_bearer=token,
                         params={"uploadType": "media", "name": probe}, headers={"Content-Type": "text/plain"},
                         data=b"written by prow.build_cluster.verify_build_cluster\n")
     except ApiError as exc:
-        checks.broken("bucket write", f"{gsa} cannot write: {exc}", fix)
+        checks.broken("bucket write", f"{who} cannot write: {exc}", fix)
     try:
-        session.request("DELETE", "storage", object_path, url, as_bearer=gsa_token)
+        session.request("DELETE", "storage", object_path, url, as_bearer=token)
     except ApiError as exc:
         try:
             session.request("DELETE", "storage", object_path, url, allow_404=True)
             left = "the operator deleted the probe"
         except ApiError as cleanup:
             left = f"the probe is left behind, the operator could not delete it either: {cleanup}"
-        checks.broken("bucket write", f"{gsa} wrote {url} but cannot delete it ({left}): {exc}",
+        checks.broken("bucket write", f"{who} wrote {url} but cannot delete it ({left}): {exc}",
                       fix + "; jobs overwrite objects, which needs storage.objects.delete")
-    checks.ok("bucket write", f"{gsa} wrote and deleted {url}")
+    checks.ok("bucket write", f"{who} wrote and deleted {url}")
 
 
 def module_kwargs():
@@ -281,6 +314,7 @@ def module_kwargs():
                     "service_account": {"type": "str", "default": "prowjob-default-sa"},
                     "namespace": {"type": "str"},
                     "gcp_service_account": {"type": "str"},
+                    "job_identity": {"type": "str", "choices": ["gsa", "direct"], "default": "gsa"},
                     "bucket": {"type": "str", "required": True},
                     "object_prefix": {"type": "str", "default": "prow-build-cluster-verify"},
                 },
@@ -313,7 +347,9 @@ def run(module):
             pass
         if params["workload_identity"]:
             try:
-                result["gcp_service_account"] = check_workload_identity(module, admin, _gcp_session.GcpSession(module), checks)
+                identity = check_workload_identity(module, admin, _gcp_session.GcpSession(module), checks)
+                direct = params["workload_identity"]["job_identity"] == "direct"
+                result["job_principal" if direct else "gcp_service_account"] = identity
             except Broken:
                 pass
     except ApiError as err:

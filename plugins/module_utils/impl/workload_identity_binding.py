@@ -54,10 +54,16 @@ def check_cluster_pool(module, client, pool):
             "the binding would never be used. Enable Workload Identity with gke_cluster, or fix workload_pool."))
 
 
-def ksa_patch(ksa, gsa, present):
-    """The annotation change for an existing KSA: a merge patch, or None when nothing changes."""
+def ksa_patch(ksa, gsa, present, direct=False):
+    """The annotation change for an existing KSA: a merge patch, or None when nothing changes.
+
+    With direct access the KSA must carry no annotation at all: any GSA named there switches
+    the pod's metadata server to impersonating it, and the direct grant would go unused.
+    """
     annotations = (ksa.get("metadata") or {}).get("annotations") or {}
     current = annotations.get(ANNOTATION)
+    if direct:
+        return {"metadata": {"annotations": {ANNOTATION: None}}} if present and current is not None else None
     if present and current != gsa:
         return {"metadata": {"annotations": {ANNOTATION: gsa}}}
     if not present and current == gsa:  # another GSA's annotation is not ours to remove
@@ -73,11 +79,13 @@ def module_kwargs():
             **K8S_AUTH_ARGSPEC,
             namespace={"type": "str", "default": "test-pods"},
             service_account={"type": "str", "default": "prowjob-default-sa"},
-            gcp_service_account={"type": "str", "required": True},
+            gcp_service_account={"type": "str"},
             workload_pool={"type": "str"},
+            job_identity={"type": "str", "choices": ["gsa", "direct"], "default": "gsa"},
             state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         ),
         "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE + K8S_AUTH_MUTUALLY_EXCLUSIVE,
+        "required_if": [("job_identity", "gsa", ("gcp_service_account",))],
         "supports_check_mode": True,
     }
 
@@ -87,20 +95,23 @@ def run(module):
     params = module.params
     namespace, name, gsa = params["namespace"], params["service_account"], params["gcp_service_account"]
     present = params["state"] == "present"
+    direct = params["job_identity"] == "direct"
     error = first_error(
         dns_label_error(namespace, "namespace"),
         dns_subdomain_error(name, "service_account"),
-        gsa_email_error(gsa, "gcp_service_account"),
+        None if direct else gsa_email_error(gsa, "gcp_service_account"),
     )
     if error:
         module.fail_json(msg=error)
     pool = resolve_pool(module)
-    member = iam.workload_identity_member(pool, namespace, name)
-    role = iam.WORKLOAD_IDENTITY_USER
+    if direct:
+        run_direct(module, pool)
 
     client = connect(module)
     check_cluster_pool(module, client, pool)
     gcp = GcpSession(module)
+    member = iam.workload_identity_member(pool, namespace, name)
+    role = iam.WORKLOAD_IDENTITY_USER
     ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
     ksa_resource = f"ServiceAccount {namespace}/{name}"
     result = {"changed": False, "member": member, "workload_pool": pool, "ksa_created": False}
@@ -143,9 +154,51 @@ def run(module):
     module.exit_json(**result)
 
 
+def run_direct(module, pool):
+    """Direct resource access: the KSA without annotation, and its principal:// member (by the pool
+    project's number, from Resource Manager) for the caller to grant; no GSA is read or written.
+
+    The member is known before the cluster is reached, and with ``state: absent`` the cluster is
+    not reached at all: offboarding a cluster that is gone still learns which grant to revoke.
+    """
+    params = module.params
+    namespace, name = params["namespace"], params["service_account"]
+    present = params["state"] == "present"
+    project = pool[: -len(POOL_SUFFIX)]
+    gcp = GcpSession(module)
+    info = gcp.request("GET", "cloudresourcemanager", f"/v1/projects/{project}", f"project {project}")
+    member = iam.direct_member(info.get("projectNumber", ""), pool, namespace, name)
+    if not present:
+        module.exit_json(changed=False, member=member, workload_pool=pool, ksa_created=False, annotation=None)
+    client = connect(module)
+    check_cluster_pool(module, client, pool)
+    ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+    ksa_resource = f"ServiceAccount {namespace}/{name}"
+    ksa = client.get(ksa_path, resource=ksa_resource)
+    patch = ksa_patch(ksa, None, present, direct=True) if ksa is not None else None
+    before_annotation = ((ksa or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION)
+    ksa_created = present and ksa is None
+    result = {"changed": ksa_created or patch is not None, "member": member, "workload_pool": pool,
+              "ksa_created": ksa_created, "annotation": None if present else before_annotation}
+    if module._diff:
+        result["diff"] = {
+            "before": {"ksa": ksa_resource if ksa else None, "annotation": before_annotation},
+            "after": {"ksa": ksa_resource if (ksa or present) else None, "annotation": result["annotation"]},
+        }
+    if not module.check_mode:
+        if ksa_created:
+            create_ksa(client, namespace, name, None, ksa_resource)
+        elif patch is not None:
+            client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+    module.exit_json(**result)
+
+
 def create_ksa(client, namespace, name, gsa, resource):
-    body = {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "annotations": {ANNOTATION: gsa}}}
+    """The KSA, annotated with ``gsa`` (None: no annotation, for direct access)."""
+    metadata = {"name": name, "namespace": namespace}
+    if gsa:
+        metadata["annotations"] = {ANNOTATION: gsa}
+    body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata}
     try:
         client.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body, resource=resource)
     except ApiError as err:

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import auth, crm, gke, iam, oauth2, secretmanager, storage, sts
+from . import auth, crm, gke, iam, oauth2, secretmanager, storage, sts, wif
 from .errors import ApiError, OAuthError, error_info
 from .faults import DEFAULT_MESSAGES
 from .web import Ctx, Route
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("iam", "iamcredentials", "sts", "storage", "secretmanager", "container",
             "cloudresourcemanager", "oauth2")
-ROUTES: list[Route] = [*iam.ROUTES, *crm.ROUTES, *storage.ROUTES, *secretmanager.ROUTES,
+ROUTES: list[Route] = [*iam.ROUTES, *wif.ROUTES, *crm.ROUTES, *storage.ROUTES, *secretmanager.ROUTES,
                        *gke.ROUTES, *sts.ROUTES, *oauth2.ROUTES]
 
 _AUTH = "https://www.googleapis.com/auth/"

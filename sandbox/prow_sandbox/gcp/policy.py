@@ -42,6 +42,12 @@ ROLES: dict[str, tuple[str, ...]] = {
     # What a KSA needs on a GSA to act as it (the Workload Identity binding).
     "roles/iam.workloadIdentityUser": ("iam.serviceAccounts.getAccessToken",
                                        "iam.serviceAccounts.getOpenIdToken"),
+    "roles/iam.workloadIdentityPoolAdmin": ("iam.workloadIdentityPools.*",
+                                            "iam.workloadIdentityPoolProviders.*"),
+    "roles/iam.workloadIdentityPoolViewer": ("iam.workloadIdentityPools.get",
+                                             "iam.workloadIdentityPools.list",
+                                             "iam.workloadIdentityPoolProviders.get",
+                                             "iam.workloadIdentityPoolProviders.list"),
     "roles/storage.admin": ("storage.*",),
     "roles/storage.objectAdmin": ("storage.objects.*",),
     "roles/storage.objectCreator": ("storage.objects.create",),
@@ -82,6 +88,31 @@ _SPECIAL_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 # serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA], the Workload Identity member.
 WI_MEMBER_RE = re.compile(r"^serviceAccount:(?P<pool>[a-z][-a-z0-9.:]*\.svc\.id\.goog)"
                           r"\[(?P<ns>[^/\]]+)/(?P<ksa>[^\]]+)\]$")
+# principal:// (one identity) and principalSet:// (a set) members of a workload identity
+# pool, by project NUMBER: .../subject/S, .../*, .../group/G, .../attribute.A/V, and GKE's
+# .../namespace/NS and .../kubernetes.cluster/URL.
+POOL_PREFIX = "//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{pool}"
+POOL_MEMBER_RE = re.compile(
+    r"^(?P<kind>principal|principalSet)://iam\.googleapis\.com/projects/(?P<number>\d+)"
+    r"/locations/global/workloadIdentityPools/(?P<pool>[a-z0-9][-a-z0-9.]*)/(?P<rest>.+)$")
+_PRINCIPAL_REST_RE = re.compile(r"^subject/.+$")
+_PRINCIPAL_SET_REST_RE = re.compile(
+    r"^(\*|group/.+|attribute\.[a-z0-9_]+/.+|namespace/[^/]+|kubernetes\.cluster/https://.+)$")
+
+
+def pool_member_problem(member: str) -> str | None:
+    """Why a ``principal://``/``principalSet://`` member is malformed, or None if it is not."""
+    if not member.startswith(("principal://", "principalSet://")):
+        return None
+    match = POOL_MEMBER_RE.match(member)
+    if match is None:
+        return (f"Invalid principal identifier {member}: expected "
+                "principal[Set]://iam.googleapis.com/projects/NUMBER/locations/global/"
+                "workloadIdentityPools/POOL/...")
+    rest_re = _PRINCIPAL_REST_RE if match.group("kind") == "principal" else _PRINCIPAL_SET_REST_RE
+    if not rest_re.match(match.group("rest")):
+        return f"Invalid principal identifier {member}."
+    return None
 
 
 def role_grants(role: str, permission: str) -> bool:
@@ -250,9 +281,14 @@ def check_member_syntax(member: str) -> None:
         raise invalid(f"Invalid member type: {member}")
 
 
-def principal_members(member: str) -> set[str]:
-    """The member strings a caller matches in bindings (besides project conveniences)."""
-    return {member, "allAuthenticatedUsers", "allUsers"}
+def principal_members(member: str, also: Iterable[str] = ()) -> set[str]:
+    """The member strings a caller matches in bindings (besides project conveniences).
+
+    ``also`` holds a federated caller's other identifiers: its ``principal://`` subject and
+    the ``principalSet://`` sets it belongs to (the pool's ``/*``, mapped attributes, a GKE
+    namespace), which Google's IAM matches exactly as written in a binding.
+    """
+    return {member, *also, "allAuthenticatedUsers", "allUsers"}
 
 
 def any_member_allowed(candidates: Iterable[str], allowed: set[str]) -> bool:

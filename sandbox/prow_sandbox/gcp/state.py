@@ -32,8 +32,10 @@ def now_rfc3339() -> str:
 class Principal:
     """Who made a call: ``member`` is the IAM member string that bindings name."""
 
-    member: str  # user:EMAIL | serviceAccount:EMAIL | serviceAccount:POOL[NS/KSA]
-    federated: bool = False  # an STS token for a Kubernetes service account
+    member: str  # user:EMAIL | serviceAccount:EMAIL | serviceAccount:POOL[NS/KSA] | principal://...
+    federated: bool = False  # an STS token (a Kubernetes service account, a pool's subject)
+    # A federated caller's other member strings: principal:// and principalSet:// ones.
+    also: tuple[str, ...] = ()
 
     @property
     def email(self) -> str:
@@ -183,6 +185,12 @@ class State:
         # Workload Identity pools ("P.svc.id.goog") that exist: created with the project's
         # first cluster that enables Workload Identity, and kept afterwards, as on Google.
         self.identity_pools: set[str] = set()
+        # Workload Identity Federation pools and their providers (wif.py), by
+        # (project number, pool id) and (project number, pool id, provider id), and the
+        # long-running operations their writes return, by name.
+        self.wif_pools: dict[tuple[str, str], Any] = {}
+        self.wif_providers: dict[tuple[str, str, str], Any] = {}
+        self.wif_operations: dict[str, Any] = {}
         # Per-service resources (see the service modules for their types).
         self.buckets: dict[str, Any] = {}
         self.secrets: dict[tuple[str, str], Any] = {}  # (project number, secret id)
@@ -245,7 +253,7 @@ class State:
 
     def allowed(self, principal: Principal, permission: str, *policies: Policy) -> bool:
         """IAM allow-policy evaluation over a resource's policy and its ancestors'."""
-        candidates = principal_members(principal.member)
+        candidates = principal_members(principal.member, principal.also)
         for policy in policies:
             members = policy.members_with(permission)
             if candidates & members:
@@ -267,7 +275,7 @@ class State:
 
     def project_roles(self, principal: Principal, project: Project) -> set[str]:
         return {b["role"] for b in project.policy.bindings
-                if "condition" not in b and principal_members(principal.member) & set(b["members"])}
+                if "condition" not in b and principal_members(principal.member, principal.also) & set(b["members"])}
 
 
 _CONVENIENCE_ROLES = {"projectOwner": "roles/owner", "projectEditor": "roles/editor",

@@ -1,26 +1,43 @@
-"""Security Token Service v1 ``token``: the Workload Identity exchange GKE's metadata server makes.
+"""Security Token Service v1 ``token``: GKE's Workload Identity and Workload Identity Federation.
 
-A pod's Kubernetes service-account token (a TokenRequest token with audience
-``PROJECT.svc.id.goog``) is exchanged for a federated access token with
+Two audiences are served.
 
-    audience = identitynamespace:PROJECT.svc.id.goog:https://container.googleapis.com/v1/projects/P/locations/L/clusters/C
+* GKE (the exchange the GKE metadata server makes): a pod's Kubernetes service-account token
+  (a TokenRequest token with audience ``PROJECT.svc.id.goog``) with
 
-(the format of Istio's and the GKE metadata server's public code). The fake verifies the
-token like an OIDC relying party against the named cluster's issuer and JWKS, read from
-its apiserver when it started. The federated token's principal is the member
-``serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA]``, which IAM Credentials
-``generateAccessToken`` then checks against the GSA's ``roles/iam.workloadIdentityUser``
-binding.
+      audience = identitynamespace:PROJECT.svc.id.goog:https://container.googleapis.com/v1/projects/P/locations/L/clusters/C
+
+  (the format of Istio's and the GKE metadata server's public code), verified like an OIDC
+  relying party against the named cluster's issuer and JWKS, read from its apiserver when it
+  started. The federated token's principal is ``serviceAccount:PROJECT.svc.id.goog[NS/KSA]``
+  and, for direct resource access, ``principal://iam.googleapis.com/projects/NUMBER/locations/
+  global/workloadIdentityPools/PROJECT.svc.id.goog/subject/ns/NS/sa/KSA``, a member of the
+  pool's ``namespace/NS`` and ``kubernetes.cluster/URL`` principal sets.
+* Workload Identity Federation (wif.py): ``audience = //iam.googleapis.com/projects/NUMBER/
+  locations/global/workloadIdentityPools/POOL/providers/PROV`` and any OIDC token the
+  provider accepts: keys from its uploaded ``jwksJson`` (else from the issuer's discovery
+  document), its issuer, an ``aud`` among its allowed audiences (default: its own resource
+  name), not expired, ``google.subject`` mapped, the attribute condition true. The principal
+  is ``principal://.../POOL/subject/SUBJECT``, a member of ``principalSet://.../POOL/*`` and
+  of ``.../attribute.NAME/VALUE`` per mapped custom attribute (``.../group/G`` per group).
+
+Either token may call Google APIs directly where a policy names one of those members, or
+impersonate a service account (``generateAccessToken``) whose policy grants one of them
+``roles/iam.workloadIdentityUser``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import jwt
+import requests
 
+from . import wif
 from .errors import OAuthError
+from .policy import POOL_PREFIX
 from .state import CLOUD_PLATFORM_SCOPE, Principal
 from .web import Ctx, Route
 
@@ -31,6 +48,9 @@ AUDIENCE_RE = re.compile(
     r"^identitynamespace:(?P<pool>[^:]+\.svc\.id\.goog):"
     r"https://container\.googleapis\.com/v1/projects/(?P<project>[^/]+)"
     r"/locations/(?P<location>[^/]+)/clusters/(?P<cluster>[^/]+)$")
+PROVIDER_AUDIENCE_RE = re.compile(
+    r"^//iam\.googleapis\.com/projects/(?P<project>[^/]+)/locations/global"
+    r"/workloadIdentityPools/(?P<pool>[^/]+)/providers/(?P<provider>[^/]+)$")
 KSA_SUBJECT_RE = re.compile(r"^system:serviceaccount:(?P<ns>[^:]+):(?P<ksa>[^:]+)$")
 INVALID_TARGET = ("The target service indicated by the \"audience\" parameters is invalid. This "
                   "might either be because the pool or provider is disabled or deleted or "
@@ -55,41 +75,105 @@ def exchange_token(ctx: Ctx) -> dict[str, Any]:
                          f"Expected one of {list(JWT_TYPES)}.")
     if p.get("requested_token_type", ACCESS_TOKEN_TYPE) != ACCESS_TOKEN_TYPE:
         raise OAuthError("invalid_request", "Invalid value for \"requested_token_type\".")
-    audience = AUDIENCE_RE.match(p.get("audience", ""))
-    if not audience:
+    audience = p.get("audience", "")
+    if AUDIENCE_RE.match(audience):
+        principal = _gke_principal(ctx, AUDIENCE_RE.match(audience), p.get("subject_token", ""))
+    elif PROVIDER_AUDIENCE_RE.match(audience):
+        principal = _federated_principal(ctx, PROVIDER_AUDIENCE_RE.match(audience),
+                                         p.get("subject_token", ""))
+    else:
         raise OAuthError("invalid_target", INVALID_TARGET)
+    scopes = tuple(p.get("scope", "").split()) or (CLOUD_PLATFORM_SCOPE,)
+    token = ctx.state.issue_token(principal, scopes)
+    return {"access_token": token.value, "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer", "expires_in": 3600}
+
+
+def _gke_principal(ctx: Ctx, audience: re.Match[str], subject_token: str) -> Principal:
     pool = audience.group("pool")
     project = ctx.state.project(audience.group("project"))
     cluster = ctx.state.clusters.get(
         (project.project_id if project else "", audience.group("location"),
          audience.group("cluster")))
-    if (pool not in ctx.state.identity_pools or cluster is None or cluster.workload_pool != pool
-            or cluster.jwks is None):
+    if (project is None or pool not in ctx.state.identity_pools or cluster is None
+            or cluster.workload_pool != pool or cluster.jwks is None):
         raise OAuthError("invalid_target", INVALID_TARGET)
-    claims = _verify(p.get("subject_token", ""), cluster.jwks, cluster.issuer or "", pool)
+    claims = _verify(subject_token, cluster.jwks, cluster.issuer or "", [pool])
     subject = KSA_SUBJECT_RE.match(claims.get("sub", ""))
     if not subject:
         raise OAuthError("invalid_grant", "The subject of the token is not a Kubernetes "
                          "service account.")
-    member = f"serviceAccount:{pool}[{subject.group('ns')}/{subject.group('ksa')}]"
-    scopes = tuple(p.get("scope", "").split()) or (CLOUD_PLATFORM_SCOPE,)
-    token = ctx.state.issue_token(Principal(member, federated=True), scopes)
-    return {"access_token": token.value, "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer", "expires_in": 3600}
+    ns, ksa = subject.group("ns"), subject.group("ksa")
+    prefix = POOL_PREFIX.format(number=project.number, pool=pool)
+    cluster_url = audience.group(0).split(":", 2)[2]
+    return Principal(f"serviceAccount:{pool}[{ns}/{ksa}]", federated=True, also=(
+        f"principal:{prefix}/subject/ns/{ns}/sa/{ksa}",
+        f"principalSet:{prefix}/namespace/{ns}",
+        f"principalSet:{prefix}/kubernetes.cluster/{cluster_url}"))
 
 
-def _verify(token: str, jwks: dict[str, Any], issuer: str, pool: str) -> dict[str, Any]:
+def _federated_principal(ctx: Ctx, audience: re.Match[str], subject_token: str) -> Principal:
+    project = ctx.state.project(audience.group("project"))
+    number = project.number if project else ""
+    pool = ctx.state.wif_pools.get((number, audience.group("pool")))
+    provider = ctx.state.wif_providers.get((number, audience.group("pool"),
+                                            audience.group("provider")))
+    if (pool is None or provider is None or not pool.active or pool.disabled
+            or not provider.active or provider.disabled):
+        raise OAuthError("invalid_target", INVALID_TARGET)
+    jwks = json.loads(provider.jwks_json) if provider.jwks_json else _issuer_jwks(ctx, provider)
+    claims = _verify(subject_token, jwks, provider.issuer_uri, provider.audiences)
+    attributes = wif.map_attributes(provider, claims)
+    subject = attributes.get("google.subject")
+    if not isinstance(subject, str) or not subject:
+        raise OAuthError("invalid_grant", "The mapped attribute 'google.subject' must be a "
+                         "non-empty string.")
+    if len(subject.encode()) > 127:
+        raise OAuthError("invalid_grant", "The size of mapped attribute google.subject "
+                         "exceeds the 127 bytes limit.")
+    if not wif.condition_holds(provider, claims, attributes):
+        raise OAuthError("unauthorized_client",
+                         "The given credential is rejected by the attribute condition.")
+    prefix = POOL_PREFIX.format(number=number, pool=pool.pool_id)
+    sets = [f"principalSet:{prefix}/*"]
+    for key, value in sorted(attributes.items()):
+        if key.startswith("attribute.") and isinstance(value, str):
+            sets.append(f"principalSet:{prefix}/{key}/{value}")
+        if key == "google.groups" and isinstance(value, list):
+            sets.extend(f"principalSet:{prefix}/group/{g}" for g in value if isinstance(g, str))
+    return Principal(f"principal:{prefix}/subject/{subject}", federated=True, also=tuple(sets))
+
+
+def _issuer_jwks(ctx: Ctx, provider: wif.Provider) -> dict[str, Any]:
+    """The issuer's keys as STS finds them without uploaded ones: a GKE cluster of the fake
+    (whose issuer it knows), else the issuer's discovery document and ``jwks_uri`` over HTTPS."""
+    for cluster in ctx.state.clusters.values():
+        if cluster.issuer == provider.issuer_uri and cluster.jwks is not None:
+            return cluster.jwks
+    try:
+        discovery = requests.get(provider.issuer_uri.rstrip("/")
+                                 + "/.well-known/openid-configuration", timeout=3)
+        discovery.raise_for_status()
+        keys = requests.get(discovery.json()["jwks_uri"], timeout=3)
+        keys.raise_for_status()
+        return keys.json()
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        raise OAuthError("invalid_grant",
+                         "Error connecting to the given credential's issuer.") from None
+
+
+def _verify(token: str, jwks: dict[str, Any], issuer: str, audiences: list[str]) -> dict[str, Any]:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
         key_set = jwt.PyJWKSet.from_dict(jwks)
         key = next((k for k in key_set.keys if k.key_id == kid), None)
         if key is None:
             raise OAuthError("invalid_grant", "The ID Token's key ID is not in the issuer's JWKS.")
-        return jwt.decode(token, key.key, algorithms=["RS256"], audience=pool, issuer=issuer,
-                          options={"require": ["exp", "iat", "iss", "sub", "aud"]})
+        return jwt.decode(token, key.key, algorithms=["RS256", "ES256"], audience=audiences,
+                          issuer=issuer, options={"require": ["exp", "iat", "iss", "sub", "aud"]})
     except jwt.InvalidAudienceError:
         raise OAuthError("invalid_grant", "The audience in ID Token does not match the "
-                         f"expected audience {pool}.") from None
+                         f"expected audience {' or '.join(audiences)}.") from None
     except jwt.InvalidIssuerError:
         raise OAuthError("invalid_grant", "The issuer in ID Token does not match the expected "
                          f"ones: [{issuer}].") from None

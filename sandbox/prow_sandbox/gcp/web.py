@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request
 
 from .errors import ApiError, CONCURRENT_POLICY_CHANGE, aborted, invalid
-from .policy import WI_MEMBER_RE, Policy, new_etag, requested_version, role_supported
+from .policy import (POOL_MEMBER_RE, WI_MEMBER_RE, Policy, new_etag, pool_member_problem,
+                     requested_version, role_supported)
 from .state import Principal, State
 
 if TYPE_CHECKING:
@@ -114,9 +115,14 @@ def policy_response(policy: Policy, ctx: Ctx | None = None) -> dict[str, Any]:
 
 def validate_member(state: State, member: str) -> None:
     """Refuse members Google would refuse: unknown service accounts, nonexistent WI pools."""
-    wi = WI_MEMBER_RE.match(member)
-    if wi:
-        pool = wi.group("pool")
+    problem = pool_member_problem(member)
+    if problem:
+        raise invalid(problem)
+    wi = WI_MEMBER_RE.match(member) or POOL_MEMBER_RE.match(member)
+    pool = wi.group("pool") if wi else ""
+    # A GKE pool (P.svc.id.goog) exists once a Workload Identity cluster of P does; other
+    # pools' members are accepted as written, as IAM does (a pool may be created later).
+    if pool.endswith(".svc.id.goog"):
         if pool not in state.identity_pools:
             raise invalid(
                 f"Identity Pool does not exist ({pool}). Please check that you specified a "

@@ -215,6 +215,32 @@ def test_workload_identity_chain(env, created):
     assert put().status_code == 200
     assert env.requests(service="storage", path="/upload/")[-1]["principal"] == f"serviceAccount:{gsa}"
 
+    # 6. Direct resource access, no GSA: the federated token itself writes once the bucket
+    # grants the KSA's principal:// member of the GKE pool (by project NUMBER), and only then.
+    direct = lambda: requests.post(upload, params={**params, "name": "logs/job/2/started.json"},  # noqa: E731
+                                   data=b"{}", headers=federated, timeout=10)
+    assert direct().status_code == 403
+    number = env.fake.state.projects[BUILD_PROJECT].number
+    principal = (f"principal://iam.googleapis.com/projects/{number}/locations/global/"
+                 f"workloadIdentityPools/{POOL}/subject/ns/test-pods/sa/prowjob-default-sa")
+    policy = bucket.get_iam_policy()
+    policy["roles/storage.objectCreator"] = {principal}
+    bucket.set_iam_policy(policy)
+    assert direct().status_code == 200
+    assert env.requests(service="storage", path="/upload/")[-1]["principal"] == member
+    policy = bucket.get_iam_policy()
+    policy["roles/storage.objectCreator"] = {principal.replace("/sa/prowjob-default-sa", "/sa/other")}
+    bucket.set_iam_policy(policy)
+    assert direct().status_code == 403
+    # The namespace's principal set of the GKE pool is honoured too.
+    policy = bucket.get_iam_policy()
+    policy["roles/storage.objectAdmin"] = {
+        f"principalSet://iam.googleapis.com/projects/{number}/locations/global/"
+        f"workloadIdentityPools/{POOL}/namespace/test-pods"}
+    bucket.set_iam_policy(policy)
+    assert requests.post(upload, params={**params, "name": "logs/job/3/started.json"}, data=b"{}",
+                         headers=federated, timeout=10).status_code == 200
+
 
 def test_release_channel_update_is_an_operation(env, created):
     client = env.container()

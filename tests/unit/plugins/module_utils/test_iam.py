@@ -6,11 +6,13 @@ import copy
 
 import pytest
 
-from ansible_collections.prow.build_cluster.plugins.module_utils import iam
+from ansible_collections.prow.build_cluster.plugins.module_utils import _validate, iam
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 
 GSA = "serviceAccount:job@p-build.iam.gserviceaccount.com"
 WI = "serviceAccount:p-build.svc.id.goog[test-pods/prowjob-default-sa]"
+DIRECT = ("principal://iam.googleapis.com/projects/100000000002/locations/global/workloadIdentityPools/"
+          "p-build.svc.id.goog/subject/ns/test-pods/sa/prowjob-default-sa")
 COND = {"title": "expires", "expression": 'request.time < timestamp("2030-01-01T00:00:00Z")'}
 
 
@@ -90,11 +92,23 @@ def test_remove_takes_only_that_member_and_drops_an_emptied_binding():
 
 @pytest.mark.parametrize("member", [
     GSA, WI, "user:a@example.com", "group:prow-oncall@example.com", "domain:example.com", "allUsers",
-    "allAuthenticatedUsers", "projectViewer:my-project", "principal://iam.googleapis.com/x",
+    "allAuthenticatedUsers", "projectViewer:my-project",
     "serviceAccount:example.com:my-project.svc.id.goog[ns/sa]",
+    DIRECT,
+    "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/jobs/subject/system:serviceaccount:a:b",
+    "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/jobs/*",
+    "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/jobs/attribute.namespace/test-pods",
+    "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/p-build.svc.id.goog/namespace/test-pods",
+    "principal://iam.googleapis.com/locations/global/workforcePools/staff/subject/alice",
 ])
 def test_members_iam_accepts(member):
     assert iam.member_error(member) is None
+
+
+def test_direct_member_is_the_ksa_principal_of_the_gke_pool():
+    assert iam.direct_member("100000000002", "p-build.svc.id.goog", "test-pods", "prowjob-default-sa") == DIRECT
+    assert _validate.principal_member_error(DIRECT) is None
+    assert "not a principal://" in _validate.principal_member_error("user:a@example.com")
 
 
 @pytest.mark.parametrize(("member", "why"), [
@@ -105,6 +119,11 @@ def test_members_iam_accepts(member):
     ("serviceAccount:p-build.svc.id.goog[Test/sa]", "Workload Identity"),
     (" user:a@example.com", "spaces"),
     ("", "empty"),
+    ("principal://iam.googleapis.com/x", "NUMBER"),
+    # IAM names pools by project number; a project ID there is refused.
+    (DIRECT.replace("projects/100000000002", "projects/p-build"), "NUMBER"),
+    ("principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/jobs/*", "NUMBER"),
+    ("principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/jobs/subject/x", "NUMBER"),
 ])
 def test_members_iam_refuses_with_a_reason(member, why):
     assert why in iam.member_error(member)

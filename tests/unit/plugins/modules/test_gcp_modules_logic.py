@@ -119,6 +119,15 @@ def test_ksa_annotation_is_set_corrected_and_removed_only_if_ours():
     assert workload_identity_binding.ksa_patch(ksa("other@p.iam.gserviceaccount.com"), GSA, False) is None
 
 
+def test_direct_access_removes_any_annotation_and_leaves_an_unannotated_ksa_alone():
+    removal = {"metadata": {"annotations": {workload_identity_binding.ANNOTATION: None}}}
+    # Any GSA named there (ours or not) would make the pods impersonate it.
+    assert workload_identity_binding.ksa_patch(ksa(GSA), None, True, direct=True) == removal
+    assert workload_identity_binding.ksa_patch(ksa("other@p.iam.gserviceaccount.com"), None, True, direct=True) == removal
+    assert workload_identity_binding.ksa_patch(ksa(), None, True, direct=True) is None
+    assert workload_identity_binding.ksa_patch(ksa(GSA), None, False, direct=True) is None
+
+
 # ---------------------------------------------------------------- gcs_bucket
 
 BUCKET_PARAMS = {"uniform_bucket_level_access": True, "storage_class": None, "labels": None}
