@@ -121,6 +121,31 @@ def instance_clusters(hosts, hostvars, removed=(), confirmed=()):
     return clusters
 
 
+def job_identity_conflicts(clusters):
+    """Why the build clusters' job identities cannot all hold, one message per conflict (empty if they can).
+
+    Workload Identity's pool is the project's (``PROJECT.svc.id.goog``), not the cluster's: the job KSA of
+    every cluster of a project with the same pod namespace and name is ONE identity, and the job GSA of the
+    same name one account. ``job_identity: direct`` deletes that GSA, so clusters of one project that share
+    the KSA must agree on ``job_identity``.
+    """
+    identities = {}
+    for settings in clusters:
+        settings = _settings(settings, "job_identity_conflicts")
+        shared = (settings.get("project", ""), settings.get("pod_namespace", "test-pods"),
+                  settings.get("job_service_account", "prowjob-default-sa"))
+        identities.setdefault(shared, {}).setdefault(settings.get("job_identity", "gsa"), []).append(settings.get("alias", "?"))
+    conflicts = []
+    for (project, namespace, ksa), by_identity in sorted(identities.items()):
+        if len(by_identity) > 1:
+            said = "; ".join(f"{', '.join(aliases)}: {identity}" for identity, aliases in sorted(by_identity.items()))
+            conflicts.append(
+                f"build clusters of project {project} share the job identity {namespace}/{ksa} (Workload Identity is"
+                f" per project) but not its job_identity ({said}): give them the same job_identity, or another"
+                f" job_service_account")
+    return conflicts
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -131,4 +156,5 @@ class FilterModule:
             "rbac_users": rbac_users,
             "build_clusters_of": build_clusters_of,
             "instance_clusters": instance_clusters,
+            "job_identity_conflicts": job_identity_conflicts,
         }

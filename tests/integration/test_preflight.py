@@ -63,6 +63,10 @@ CASES = [
     ("build_clusters not a list", set_in(["build_clusters"], {"alias": "a"}), ["build_clusters must be a list"]),
     ("two clusters with one alias", lambda doc: doc["build_clusters"].append(dict(doc["build_clusters"][0])),
      ["each with its own alias"]),
+    ("clusters of one project disagreeing on job_identity", lambda doc: doc["build_clusters"].append(
+        {**doc["build_clusters"][0], "alias": "build-sandbox-2", "job_identity": "direct",
+         "gke": {**doc["build_clusters"][0]["gke"], "name": "prow-build-2"}}),
+     ["share the job identity test-pods/prowjob-default-sa", "(build-sandbox-2: direct; build-sandbox: gsa)"]),
     ("malformed alias", set_in(["build_clusters", 0, "alias"], "Build_Team"), ["Build_Team", "must be a lowercase DNS label"]),
     ("alias over 63 characters", set_in(["build_clusters", 0, "alias"], "b" * 64), ["b" * 64, "at most 63 characters"]),
     ("no prow", set_in(["prow"], KeyError), ["missing required arguments: prow"]),

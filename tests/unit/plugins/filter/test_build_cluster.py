@@ -84,3 +84,21 @@ def test_google_identities_are_rbac_users_by_email():
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "a@p.iam.gserviceaccount.com"}]
     with pytest.raises(AnsibleFilterError, match="emails"):
         f.rbac_users(["serviceaccount-without-domain"])
+
+
+def test_clusters_of_one_project_sharing_the_job_ksa_must_agree_on_job_identity():
+    a = {"alias": "a", "project": "p"}
+    b = {"alias": "b", "project": "p", "job_identity": "direct"}
+    [conflict] = f.job_identity_conflicts([a, b, {"alias": "c", "project": "p", "job_identity": "gsa"}])
+    assert "project p" in conflict and "test-pods/prowjob-default-sa" in conflict
+    assert "a, c: gsa" in conflict and "b: direct" in conflict
+
+
+@pytest.mark.parametrize("other", [
+    {"alias": "b", "project": "q", "job_identity": "direct"},  # another project, another pool
+    {"alias": "b", "project": "p", "job_identity": "direct", "job_service_account": "jobs-b"},  # another KSA
+    {"alias": "b", "project": "p", "job_identity": "direct", "pod_namespace": "jobs"},
+    {"alias": "b", "project": "p"},  # the same identity, the same way
+])
+def test_clusters_that_share_no_job_identity_or_agree_are_no_conflict(other):
+    assert f.job_identity_conflicts([{"alias": "a", "project": "p"}, other]) == []
