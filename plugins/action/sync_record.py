@@ -150,5 +150,5 @@ class ActionModule(InProcessAction):
             if os.path.exists(record_path):
                 os.unlink(record_path)
             return {"msg": f"no record written: {refusal}"}
-        write_atomic(record_path, sync_records.canonical(sync_records.record_document(args["key"], calls)) + "\n")
+        write_atomic(record_path, sync_records.serialize(sync_records.record_document(args["key"], calls)) + "\n")
         return {"in_sync": True, "calls": len(calls), "msg": f"record written: {len(calls)} calls, in sync"}

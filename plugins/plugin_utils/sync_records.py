@@ -76,8 +76,14 @@ def code_digest(root=None):
 
 
 def canonical(value):
-    """JSON text of value with sorted keys: the same data, the same bytes."""
+    """JSON text of value with sorted keys: the same data, the same bytes (for digests only)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def serialize(value):
+    """JSON text of value in its own key order: a call's arguments as given (yaml_files writes
+    documents in that order, so sorting them would be another content)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def record_key(inputs, role_variables, code, ansible_version):
@@ -178,7 +184,7 @@ def append_journal(path, entry):
     """Append one call to the host's journal, created 0600 (O_APPEND: each line whole)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(canonical(entry) + "\n")
+        handle.write(serialize(entry) + "\n")
 
 
 def record_document(key, calls):
