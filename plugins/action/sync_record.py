@@ -16,6 +16,7 @@ import importlib
 import os
 
 from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_version
 
 from ansible_collections.prow.build_cluster.plugins.module_utils.kubeconfig import write_atomic
@@ -44,7 +45,7 @@ class ActionModule(InProcessAction):
 
     def run(self, tmp=None, task_vars=None):
         # Not InProcessAction.run: this action is no module, and is not journaled.
-        result = super(InProcessAction, self).run(tmp, task_vars)  # pylint: disable=bad-super-call
+        result = ActionBase.run(self, tmp, task_vars)
         task_vars = task_vars or {}
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         alias = task_vars["inventory_hostname"]
@@ -90,7 +91,7 @@ class ActionModule(InProcessAction):
             in_sync, reason = self._replay(calls, args["gcp_auth"], task_vars)
             if in_sync:
                 return dict(outcome, in_sync=True, calls=len(calls),
-                            msg=f"in sync: the record's {len(calls)} calls replayed in check mode without a change")
+                            msg=f"in sync: {len(calls)} recorded calls replayed in check mode without a change")
             outcome["calls"] = len(calls)
         # Not in sync: this run's calls are journaled from now on, for the record at its end.
         with open(journal_path, "w", encoding="utf-8"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: sync_record
 short_description: Replay a build cluster's sync record in check mode, or write it after an onboarding
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - What C(playbooks/onboard.yml) uses to skip the pre-flight checks and the roles of a build cluster that
     is in sync (docs/architecture.md, "Sync records"). An action plugin: it runs on the controller only.
