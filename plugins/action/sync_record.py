@@ -28,6 +28,9 @@ from ansible_collections.prow.build_cluster.plugins.plugin_utils.inprocess impor
     plain_json,
 )
 
+# Once, in the controller that loads this action before it forks the hosts' workers.
+sync_records.code_digest()
+
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["replay", "record"], "required": True},
     "dir": {"type": "path", "required": True},

@@ -19,6 +19,7 @@ the no-secret filter, the record's key and its file format. Nothing here talks t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,8 +55,12 @@ def collection_root():
     return Path(__file__).resolve().parents[2]
 
 
+@functools.lru_cache(maxsize=None)
 def code_digest(root=None):
-    """sha256 over the relative paths and contents of the collection's code (CODE_PATHS)."""
+    """sha256 over the relative paths and contents of the collection's code (CODE_PATHS).
+
+    Cached per process: the action computes it once when the controller loads it, and every
+    worker forked for a host inherits it (the code does not change during a run)."""
     root = Path(root) if root else collection_root()
     digest = hashlib.sha256()
     files = []
