@@ -11,12 +11,12 @@ short_description: Replay a build cluster's sync record in check mode, or write 
 version_added: 0.1.0
 description:
   - What C(playbooks/onboard.yml) uses to skip the pre-flight checks and the roles of a build cluster that
-    is in sync (docs/architecture.md, "Sync records"). An action plugin: it runs on the controller only.
+    is in sync (docs/architecture.md, "Sync records"). It is an action plugin, which runs on the controller only.
   - While the roles run, every call of a collection module is journaled (its module and final arguments,
     without any C(no_log) option nor the Google credentials options) in O(dir)/ALIAS.journal.
-  - O(state=record), after the roles: replays the journal's calls in check mode, in this task; when none would
+  - O(state=record), after the roles, replays the journal's calls in check mode, in this task; when none would
     change anything, writes them as the host's record O(dir)/ALIAS.json (mode 0600, no secret), valid for O(key).
-  - O(state=replay), before the pre-flight checks: when the record's key is the one of this run's inputs and
+  - O(state=replay), before the pre-flight checks, when the record's key is the one of this run's inputs and
     code, replays its calls in check mode; RV(in_sync) is true only when every call reports no change. Otherwise
     (no record, another key, a corrupt file, a call that would change or fails) RV(in_sync) is false, RV(msg)
     says why, and the journal of this run is started (RV(journal)).

@@ -105,8 +105,8 @@ def test_otherwise_the_full_run_journals_and_says_why(tmp_path, text, why, warne
 def test_a_replay_that_would_change_gives_the_full_run(tmp_path):
     key = replay(tmp_path, None)[0]["key"]
     calls = [{"module": "gcs_bucket", "args": {"name": "b"}, "no_log": False}]
-    result, _ = replay(tmp_path, json.dumps(sync_records.record_document(key, calls)),
-                       in_sync=(False, "call 1, gcs_bucket, would change"))
+    result, _replayed = replay(tmp_path, json.dumps(sync_records.record_document(key, calls)),
+                               in_sync=(False, "call 1, gcs_bucket, would change"))
     assert not result["in_sync"] and result["journal"] and "gcs_bucket, would change" in result["msg"]
 
 
