@@ -33,9 +33,14 @@ from ansible.utils.vars import merge_hash
 from ansible.vars.clean import remove_internal_keys
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import _runner
+from ansible_collections.prow.build_cluster.plugins.plugin_utils import sync_records
 
 COLLECTION = "prow.build_cluster"
 IMPL_PACKAGE = "ansible_collections.prow.build_cluster.plugins.module_utils.impl"
+
+# The variable that, set to a file's path, makes every call of a collection module be appended
+# to that host's journal (sync records: the onboarding play sets it, docs/architecture.md).
+JOURNAL_VARIABLE = "prow_sync_journal"
 
 # What the modules import, loaded in the controller so that forks inherit them. kubernetes
 # is imported lazily by module_utils/k8s.py (a module process that never connects to a
@@ -94,6 +99,7 @@ class InProcessAction(ActionBase):
         task_vars = task_vars or {}
         wrap_async = self._task.async_val and not self._connection.has_native_async
         impl = None if wrap_async else self._in_process_impl(task_vars)
+        self._journal(task_vars)
         if impl is None:
             # Exactly what the ansible.builtin.normal action plugin does.
             result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
@@ -134,13 +140,48 @@ class InProcessAction(ActionBase):
         except ImportError:
             return None
 
+    def _journal(self, task_vars):
+        """Append this call to the host's journal, when this play keeps one (sync records).
+
+        What is kept: the module, its final arguments (templated, with module_defaults) without
+        any no_log option nor the Google credentials options, and whether the task is no_log.
+        A call whose arguments held a secret is kept with the names of the options dropped, so
+        that the record step can leave it out or refuse to record (sync_records.scrub_call).
+        """
+        path = task_vars.get(JOURNAL_VARIABLE)
+        name = self._module_name()
+        if not path or name is None:
+            return
+        path = self._templar.template(path)
+        if not path:
+            return
+        try:
+            impl = importlib.import_module(f"{IMPL_PACKAGE}.{name}")
+        except ImportError:
+            return
+        args, secrets = sync_records.scrub_call(impl.module_kwargs()["argument_spec"], plain_json(self._task.args))
+        environment = {}
+        self._compute_environment_string(environment)
+        sync_records.append_journal(path, {
+            "module": name,
+            "args": args,
+            "no_log": bool(self._task.no_log),
+            "secrets": secrets,
+            # A task environment is not recorded (it may hold credentials): such a call is not replayable.
+            "environment": sorted(environment),
+        })
+
     def _run_in_process(self, impl, task_vars):
+        """Run ``impl`` here with the task's arguments: the module's result."""
         module_args = self._task.args.copy()
         self._update_module_args(self._task.action, module_args, task_vars)
+        return self._run_impl(impl, module_args)
+
+    def _run_impl(self, impl, module_args):
+        """Run ``impl`` here with ``module_args`` (``_ansible_*`` included), as a module process would."""
         # The arguments as the module process would decode them: plain JSON types, no tags.
         profile = _runner.SERIALIZATION_PROFILE
-        encoded = json.dumps(module_args, cls=get_module_encoder(profile, Direction.CONTROLLER_TO_MODULE))
-        module_args = json.loads(encoded, cls=get_module_decoder(profile, Direction.CONTROLLER_TO_MODULE))
+        module_args = plain_json(module_args)
         environment = {}
         self._compute_environment_string(environment)
         # What the module or its libraries print (urllib3's InsecureRequestWarning, say) would be
@@ -153,3 +194,10 @@ class InProcessAction(ActionBase):
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         return data
+
+
+def plain_json(value):
+    """``value`` as a module process would decode it: plain JSON types, no Ansible tags."""
+    profile = _runner.SERIALIZATION_PROFILE
+    encoded = json.dumps(value, cls=get_module_encoder(profile, Direction.CONTROLLER_TO_MODULE))
+    return json.loads(encoded, cls=get_module_decoder(profile, Direction.CONTROLLER_TO_MODULE))
