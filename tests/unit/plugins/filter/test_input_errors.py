@@ -50,12 +50,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "value"), GOOD, ids=[kind for kind, _ in GOOD])
+@pytest.mark.parametrize(("kind", "value"), GOOD, ids=[case[0] for case in GOOD])
 def test_values_the_modules_accept_pass(kind, value):
     assert input_errors([{"variable": "v", "kind": kind, "value": value}]) == []
 
 
-@pytest.mark.parametrize(("kind", "value", "message"), BAD, ids=[f"{kind}-{message}" for kind, _, message in BAD])
+@pytest.mark.parametrize(("kind", "value", "message"), BAD, ids=[f"{case[0]}-{case[2]}" for case in BAD])
 def test_values_the_modules_refuse_are_named_with_their_variable(kind, value, message):
     errors = input_errors([{"variable": "build_clusters[a].x", "kind": kind, "value": value}])
     assert len(errors) == 1 and errors[0].startswith("build_clusters[a].x: ") and message in errors[0], errors
