@@ -83,6 +83,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[Fault] = []
         self._next_id = 1
+        self._seed = seed
         self._random = random.Random(seed)  # seeded: a given rate hits the same requests
 
     def add(self, **spec: Any) -> Fault:
@@ -106,6 +107,13 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+
+    def reset(self) -> None:
+        """No rules, and the random sequence from its seed: after a reset, the same faults on the
+        same requests hit the same ones, whatever ran before."""
+        with self._lock:
+            self._rules.clear()
+            self._random = random.Random(self._seed)
 
     def _hit(self, fault: Fault) -> bool:
         """Count a hit on a matching rule (subject to its rate); drop it when used up."""

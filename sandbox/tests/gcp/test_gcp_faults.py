@@ -224,3 +224,21 @@ def test_after_is_for_error_faults_only(gcp):
     assert bad.status_code == 400 and "after" in bad.json()["error"]
     listed = requests.post(f"{base}/_fake/faults", json={"status": 503, "after": True}, timeout=5).json()
     assert listed["after"] is True
+
+
+def test_a_reset_replays_the_same_rate_faults(gcp_fake):
+    """The rate's random sequence restarts at a reset: a scenario after it fails the same requests
+    whatever ran before (the chaos suite relies on its rate faults hitting something)."""
+
+    def hits():
+        gcp_fake.faults.add(status=503, path="/x", rate=0.3, times=None)
+        return [gcp_fake.faults.error_for("GET", "/x", "iam") is not None for _ in range(30)]
+
+    gcp_fake.faults.reset()
+    first = hits()
+    gcp_fake.faults.error_for("GET", "/x", "iam")  # some history
+    gcp_fake.faults.reset()
+    assert hits() == first and any(first) and not all(first)
+    gcp_fake.faults.clear()  # the partner: clear keeps the sequence going
+    assert hits() != first
+    gcp_fake.faults.reset()
