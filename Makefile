@@ -71,7 +71,7 @@ integration: setup
 	$(PYTEST) tests/integration -m "not chaos"
 
 # Faults (429, 503, etag races, answers lost after the write) and SIGKILLs over whole onboardings,
-# each followed by a converging re-run and a no-op run; 9-14 minutes on 2 cores shared with other work.
+# each followed by a converging re-run and a no-op run: about 5 minutes on 2 idle cores (14 shared with other work).
 chaos: setup
 	$(PYTEST) -m chaos tests/integration/test_chaos.py --durations=0
 
