@@ -26,6 +26,18 @@ def wait_operation(session, operation, location_path, timeout, poll=2.0):
     return operation
 
 
+def pending_operations(session, location_path, cluster_name):
+    """The cluster's operations that are not DONE (its create, an update, a node pool's), oldest first.
+
+    How a run finds the work an earlier one started: a create whose answer was lost (the retry
+    is then 409 ALREADY_EXISTS), or a run killed while it waited.
+    """
+    listed = session.request("GET", "container", f"/v1/{location_path}/operations", f"operations of {location_path}")
+    target = f"/clusters/{cluster_name}"
+    return [op for op in listed.get("operations") or []
+            if op.get("status") != "DONE" and (op.get("targetLink", "").endswith(target) or f"{target}/" in op.get("targetLink", ""))]
+
+
 def gke_cluster_busy(exc):
     """GKE refuses a change while the cluster is busy, with 400 FAILED_PRECONDITION worded
     "Operation X is currently ..." (another caller's operation) or "Cluster is currently

@@ -254,6 +254,11 @@ def _connect_gke(module, k8s_client, would):
             fail_on_api_error(module, TargetMissing(f"GKE cluster {module.params['gke']}", would,
                                                     message="does not exist; create it first (gke_cluster) or fix gke"))
         if not cluster.get("endpoint") or not (cluster.get("masterAuth") or {}).get("clusterCaCertificate"):
+            if module.check_mode and cluster.get("status") == "PROVISIONING":
+                # Still being created (by a run that was interrupted): as for a cluster not created yet,
+                # a real run's gke_cluster task waits for it before this task.
+                fail_on_api_error(module, TargetMissing(f"GKE cluster {module.params['gke']}", would,
+                                                        message="is still being created (PROVISIONING)"))
             module.fail_json(msg=f"gke: cluster {module.params['gke']} has no endpoint yet (status {cluster.get('status')})")
         known[path] = cluster
 

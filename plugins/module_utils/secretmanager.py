@@ -22,6 +22,7 @@ The library is imported here only: modules that never read a secret do not pay f
 
 from __future__ import annotations
 
+import hmac
 import re
 import traceback
 
@@ -219,10 +220,44 @@ class SecretManager:
         return self.call("GET", resource, read, {"name": name}, allow_404=allow_404)
 
     def add_version(self, parent, payload, resource):
-        """Add a version; Secret Manager refuses it (400) unless ``payload`` matches its CRC32C."""
-        version = self.call("POST", resource, self.client.add_secret_version,
-                            {"parent": parent, "payload": {"data": payload, "data_crc32c": crc32c(payload)}})
+        """Add a version; Secret Manager refuses it (400) unless ``payload`` matches its CRC32C.
+
+        addVersion is not idempotent and takes no request ID: when an attempt fails without an
+        answer we can trust (a 5xx or a lost connection may come after the version was stored),
+        a blind retry would store the payload twice. So every retry first reads the newest
+        version: if it is enabled and holds ``payload``, the earlier attempt did land and that
+        version is the result.
+        """
+        attempts = []
+
+        def add(request, retry, timeout):
+            if attempts:
+                landed = self._newest_holding(parent, payload, timeout)
+                if landed is not None:
+                    return landed
+            attempts.append(request)
+            return self.client.add_secret_version(request=request, retry=retry, timeout=timeout)
+
+        version = self.call("POST", resource, add, {"parent": parent, "payload": {"data": payload, "data_crc32c": crc32c(payload)}})
         return version_dict(version)
+
+    def _newest_holding(self, parent, payload, timeout):
+        """The newest version of ``parent`` if it is enabled and its payload is ``payload``, else None.
+
+        Raw client calls: a failure here fails the attempt it belongs to, which the one retry of
+        add_version then repeats.
+        """
+        versions = list(self.client.list_secret_versions(request={"parent": parent, "page_size": 100}, retry=None, timeout=timeout))
+        if not versions:
+            return None
+        newest = max(versions, key=lambda v: int(v.name.rsplit("/", 1)[1]))
+        if _state(newest) != "ENABLED":
+            return None
+        response = self.client.access_secret_version(request={"name": newest.name}, retry=None, timeout=timeout)
+        stored = response.payload.data
+        if "data_crc32c" in response.payload and response.payload.data_crc32c != crc32c(stored):
+            return None  # corrupted in transit: not proof of anything; add it again
+        return newest if hmac.compare_digest(stored, payload) else None
 
     def set_version_state(self, name, action, etag, resource):
         """``action`` is disable, enable or destroy; the version's etag guards against a concurrent change."""

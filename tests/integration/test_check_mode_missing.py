@@ -143,3 +143,20 @@ def test_composite_kubeconfig_in_check_mode_before_the_secret_and_directory_exis
     real = ansible.run(task, env=operator_env).task("t")
     assert real["failed"] is True and real["msg"] == "build-team: no such secret", real
     assert not dest.exists()
+
+
+@pytest.mark.slow
+def test_check_mode_on_a_gke_cluster_still_being_created(ansible, gcp, operator_env):
+    """A run killed after its GKE create: the next run's pre-flight checks (check mode) find the cluster
+    PROVISIONING, with no endpoint yet; that is what a real run waits for, not a failure. A real run's
+    task on it (no gke_cluster task before it) still fails, saying so."""
+    name = gcp.unique("provisioning")
+    gke = f"projects/{gcp.build_project}/locations/{LOCATION}/clusters/{name}"
+    gcp.configure(gke_operation_latency={"CREATE_CLUSTER": 120})  # PROVISIONING for the whole test
+    gcp.container().create_cluster(parent=f"projects/{gcp.build_project}/locations/{LOCATION}",
+                                   cluster={"name": name, "node_pools": [{"name": "p", "initial_node_count": 1}]})
+    task = [{"name": "t", "prow.build_cluster.gke_admin_ksa": {"gke": gke}}]
+    result = ansible.run(task, check=True, env=operator_env).task("t")
+    assert result.get("failed") is not True and result["changed"] is True, result
+    real = ansible.run(task, env=operator_env).task("t")
+    assert real.get("failed") and "has no endpoint yet (status PROVISIONING)" in real["msg"], real

@@ -175,3 +175,53 @@ def test_gke_busy_beyond_the_retries_fails_with_gkes_message(ansible, gcp, opera
     assert 1 < len(gcp.fake.requests(since=mark, method="PUT")) <= 6, "retried, but bounded"
     gcp.configure(gke_maintenance_rejects=0)
     ansible.run(cluster_task(name, state="absent"), env=operator_env)
+
+
+def test_a_lost_answer_of_the_create_waits_for_the_create_it_started(ansible, gcp, operator_env):
+    """GKE started the create, then the answer was lost (503): the retry is 409 ALREADY_EXISTS, and the
+    module waits for the running create as for its own, so it returns a RUNNING cluster and its endpoint."""
+    name = gcp.unique("lost")
+    clusters = f"/container/v1/projects/{gcp.build_project}/locations/{LOCATION}/clusters"
+    gcp.configure(gke_operation_latency={"CREATE_CLUSTER": 1})  # still running when the retry comes
+    gcp.inject(status=503, service="container", method="POST", path=r"/clusters$", after=True, times=1)
+    mark = gcp.mark()
+    run = ansible.run(cluster_task(name, node_count=1), env=operator_env)
+    result = run.task(TASK)
+    assert result["changed"] is True and result["status"] == "RUNNING", run.stdout
+    assert result["endpoint"].startswith("127.0.0.1:")
+    creates = gcp.fake.requests(since=mark, method="POST", path=r"/clusters$")
+    assert [(e["status"], e.get("answer_lost")) for e in creates] == [(503, 200), (409, None)]
+    assert gcp_writes(gcp, mark) == [f"POST {clusters}", f"POST {clusters}"]  # the second one refused
+    again = ansible.run(cluster_task(name, node_count=1), env=operator_env)
+    assert again.task(TASK)["changed"] is False, again.stdout
+    ansible.run(cluster_task(name, state="absent", wait=False), env=operator_env)
+
+
+def test_a_run_finds_the_create_an_interrupted_run_started_and_waits(ansible, gcp, operator_env):
+    """A run killed while it waited leaves the create going on: the next run waits for it (no write)."""
+    name = gcp.unique("started")
+    parent = f"projects/{gcp.build_project}/locations/{LOCATION}"
+    gcp.configure(gke_operation_latency={"CREATE_CLUSTER": 1})
+
+    def start_create(cluster_name):
+        """What the module's create sends, as an interrupted run left it."""
+        gcp.container().create_cluster(parent=parent, cluster={
+            "name": cluster_name, "workload_identity_config": {"workload_pool": f"{gcp.build_project}.svc.id.goog"},
+            "node_pools": [{"name": "default-pool", "initial_node_count": 1, "config": {
+                "machine_type": "n1-standard-8", "disk_size_gb": 100, "disk_type": "pd-ssd",
+                "workload_metadata_config": {"mode": "GKE_METADATA"}}}]})
+
+    start_create(name)
+    mark = gcp.mark()
+    run = ansible.run(cluster_task(name, node_count=1), env=operator_env)
+    result = run.task(TASK)
+    assert result["changed"] is False and result["status"] == "RUNNING", run.stdout
+    assert result["endpoint"].startswith("127.0.0.1:") and result["operations"], result
+    assert gcp_writes(gcp, mark) == []
+    # The partner: without wait the module reports the cluster as it is, still being created.
+    other = gcp.unique("nowait")
+    start_create(other)
+    busy = ansible.run(cluster_task(other, node_count=1, wait=False), env=operator_env).task(TASK)
+    assert busy["status"] == "PROVISIONING" and not busy["operations"], busy
+    for each in (name, other):
+        ansible.run(cluster_task(each, state="absent", wait=False), env=operator_env)

@@ -175,3 +175,46 @@ def test_user_managed_replication_mismatch_and_deletion(ansible, gcp, operator_e
     assert ansible.run(gone, env=operator_env).task(TASK)["changed"] is True
     assert gcp_writes(gcp, mark) == [f"DELETE /secretmanager/v1/projects/{gcp.prow_project}/secrets/{name}"]
     assert ansible.run(gone, env=operator_env).task(TASK)["changed"] is False
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-secret", "rotation"])
+def test_a_lost_answer_of_add_version_stores_no_duplicate(ansible, gcp, operator_env, existing):
+    """addVersion applied, answer lost (503 after the write): the module's retry finds the version it stored
+    instead of storing the payload twice (a blind retry does: sandbox/tests/gcp/test_gcp_faults.py)."""
+    name = gcp.unique("lost")
+    if existing:
+        put_secret(gcp, gcp.prow_project, name, "the old payload")
+    gcp.inject(status=503, service="secretmanager", method="POST", path=":addVersion$", after=True, times=1)
+    mark = gcp.mark()
+    run = ansible.run(secret_task(name, payload="the new payload"), env=operator_env)
+    result = run.task(TASK)
+    number = "2" if existing else "1"
+    assert result["changed"] is True and result["version"].endswith(f"/versions/{number}"), run.stdout
+    assert versions(gcp, name) == ({"2": "ENABLED", "1": "ENABLED"} if existing else {"1": "ENABLED"})
+    adds = gcp.fake.requests(since=mark, method="POST", path=":addVersion$")
+    assert [(e["status"], e.get("answer_lost")) for e in adds] == [(503, 200)]
+    assert ansible.run(secret_task(name, payload="the new payload"), env=operator_env).task(TASK)["changed"] is False
+
+
+def test_a_refused_add_version_is_added_by_the_retry(ansible, gcp, operator_env):
+    """The partner: a failure that stored nothing (503 before the write) is retried with a real add, though
+    the newest version (another payload) is enabled."""
+    name = gcp.unique("refused")
+    put_secret(gcp, gcp.prow_project, name, "the old payload")
+    gcp.inject(status=503, service="secretmanager", method="POST", path=":addVersion$", times=1)
+    mark = gcp.mark()
+    run = ansible.run(secret_task(name, payload="the new payload"), env=operator_env)
+    assert run.task(TASK)["version"].endswith("/versions/2"), run.stdout
+    adds = gcp.fake.requests(since=mark, method="POST", path=":addVersion$")
+    assert [e["status"] for e in adds] == [503, 200]
+    assert latest_payload(gcp, name) == b"the new payload"
+
+
+def test_a_lost_answer_of_the_secret_create_is_no_failure(ansible, gcp, operator_env):
+    name = gcp.unique("lost_create")
+    gcp.inject(status=503, service="secretmanager", method="POST", path=r"/secrets$", after=True, times=1)
+    run = ansible.run(secret_task(name, payload="x", labels={"team": "a"}), env=operator_env)
+    result = run.task(TASK)
+    assert result["changed"] is True and result["version"].endswith("/versions/1"), run.stdout
+    assert result["secret"]["labels"] == {"team": "a"}
+    assert versions(gcp, name) == {"1": "ENABLED"}

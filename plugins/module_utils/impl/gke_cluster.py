@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import parse_duration
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
-from ansible_collections.prow.build_cluster.plugins.module_utils._gke import gke_cluster_busy, wait_operation
+from ansible_collections.prow.build_cluster.plugins.module_utils._gke import gke_cluster_busy, pending_operations, wait_operation
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import at_least_error, first_error, gke_name_error, location_error
 
 GKE_METADATA = "GKE_METADATA"
@@ -106,6 +106,20 @@ class Runner:
                                       operations=self.operations)
         return operation
 
+    def wait_pending(self, cluster_name, resource):
+        """Wait for the operations someone (an earlier, interrupted run) started on the cluster."""
+        for operation in pending_operations(self.gcp, self.location_path, cluster_name):
+            self.operations.append(operation["name"])
+            try:
+                wait_operation(self.gcp, operation, self.location_path, self.timeout)
+            except TimeoutError as exc:
+                self.module.fail_json(msg=f"{resource}: {exc}. The operation goes on in GKE; run again to continue.",
+                                      operations=self.operations)
+
+
+# A cluster in these states has an operation running: its create, an upgrade, a repair.
+BUSY_STATUSES = ("PROVISIONING", "RECONCILING")
+
 
 def module_kwargs():
     """The keyword arguments of this module's AnsibleModule."""
@@ -172,6 +186,11 @@ def run(module):
             if not module.check_mode:
                 cluster = create(runner, gcp, location_path, path, resource, body, params["wait"])
         else:
+            if cluster.get("status") in BUSY_STATUSES and params["wait"] and not module.check_mode:
+                # An earlier run started this (and was killed, or lost the answer): finish waiting for
+                # it rather than report a cluster that is not ready, or queue updates behind it.
+                runner.wait_pending(params["name"], resource)
+                cluster = gcp.get("container", path, resource) or cluster
             differences = immutable_differences(params, cluster)
             if differences:
                 module.fail_json(msg=(f"{resource} differs in fields that cannot change in place: " + "; ".join(differences)
@@ -213,6 +232,10 @@ def create(runner, gcp, location_path, path, resource, body, wait):
     try:
         runner.run("POST", f"/v1/{location_path}/clusters", resource, body, wait=wait)
     except ApiError as err:
-        if err.status != 409:  # 409: created concurrently; what exists is read below
+        # 409: created concurrently, or by our own attempt whose answer was lost (a 5xx after GKE
+        # started the create, then retried): wait for that create as for ours.
+        if err.status != 409:
             raise
+        if wait:
+            runner.wait_pending(body["cluster"]["name"], resource)
     return gcp.get("container", path, resource)

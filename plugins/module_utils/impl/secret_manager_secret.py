@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE, GcpSession
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, labels_error, secret_id_error
@@ -133,6 +134,7 @@ def ensure(module, sm, project, name, resource, secret, payload, result):
     params = module.params
     check = module.check_mode
     before_secret, after_secret = secret, secret
+    has_versions = secret is not None  # a secret just created has none yet
     if secret is None:
         result["changed"] = True
         labels = params["labels"] or {}
@@ -140,9 +142,17 @@ def ensure(module, sm, project, name, resource, secret, payload, result):
                         "replication": {"userManaged": {"replicas": [{"location": loc} for loc in sorted(params["replication_locations"])]}}
                         if params["replication_locations"] else {"automatic": {}}}
         if not check:
-            secret = after_secret = sm.create_secret(
-                f"projects/{project}", params["name"],
-                {"replication": replication_body(params["replication_locations"]), "labels": labels}, resource)
+            try:
+                secret = after_secret = sm.create_secret(
+                    f"projects/{project}", params["name"],
+                    {"replication": replication_body(params["replication_locations"]), "labels": labels}, resource)
+            except ApiError as err:
+                # 409: another run created it meanwhile, or our own attempt did and its answer was
+                # lost (then retried): it exists now, and its versions are read below.
+                if err.status != 409:
+                    raise
+                secret = after_secret = sm.get_secret(name, resource) or after_secret
+                has_versions = True
     else:
         wanted = params["replication_locations"]
         if wanted is not None and replication_of(secret) != sorted(wanted):
@@ -156,7 +166,7 @@ def ensure(module, sm, project, name, resource, secret, payload, result):
             if not check:
                 secret = after_secret = sm.update_labels(name, labels, resource)
 
-    versions = sm.list_versions(name, resource) if before_secret else []
+    versions = sm.list_versions(name, resource) if has_versions else []
     # Compared against what consumers read: versions/latest, the newest CREATED version whatever
     # its state (not the newest enabled one). If it is DISABLED or DESTROYED, every reader of
     # latest fails (400 FAILED_PRECONDITION), so a new version is due even for the same payload.

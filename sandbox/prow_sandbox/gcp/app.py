@@ -113,6 +113,7 @@ class App:
             return self._finish(request, service, None, started, self._error(service, err))
         ctx = Ctx(self.fake, request, route)
         faults = self.fake.faults
+        fault = None
         try:
             delay = faults.delay_for(request.method, request.path, route.service)
             if delay:
@@ -124,7 +125,7 @@ class App:
                 if not _scope_ok(route, ctx.scopes):
                     raise INSUFFICIENT_SCOPES
             fault = faults.error_for(request.method, request.path, route.service)
-            if fault is not None:
+            if fault is not None and not fault.after:
                 raise fault_error(fault, route.service)
             with self.fake.state.lock:
                 result = route.handler(ctx, **args)
@@ -139,6 +140,10 @@ class App:
             log.exception("fake GCP handler failed: %s %s", request.method, request.path)
             response = self._error(route.service, ApiError(500, "Internal error in the sandbox "
                                                            "fake (see its log)."))
+        if fault is not None and fault.after:
+            # Handled (a write is applied, whatever its outcome), then the answer is lost.
+            ctx.answer_lost = response.status_code
+            response = self._error(route.service, fault_error(fault, route.service))
         return self._finish(request, route.service, ctx, started, response)
 
     @staticmethod
@@ -162,7 +167,7 @@ class App:
     def _finish(self, request: Request, service: str, ctx: Ctx | None, started: float,
                 response: Response) -> Response:
         principal = ctx.principal.member if ctx is not None and ctx.principal else None
-        self.fake.log.append({
+        entry = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "service": service,
             "method": request.method,
@@ -172,7 +177,10 @@ class App:
             "status": response.status_code,
             "write": bool(ctx and ctx.route.is_write),
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        })
+        }
+        if ctx is not None and ctx.answer_lost is not None:
+            entry["answer_lost"] = ctx.answer_lost
+        self.fake.log.append(entry)
         return response
 
     # ------------------------------------------------------------ admin API

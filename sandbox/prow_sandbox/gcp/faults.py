@@ -4,7 +4,11 @@ Faults are rules matched against each API request (method + a regex searched in 
 optionally one service). Kinds:
 
 * ``error``: answer ``status`` (429, 500, 503, ...) in the called service's error shape,
-  ``times`` times (None: every time) or with probability ``rate``;
+  ``times`` times (None: every time) or with probability ``rate``. With ``after`` the request
+  is handled first (a write is applied) and then its answer is lost: the client gets the
+  error all the same, as when Google's front end times out on a backend that went on. This
+  is what makes a blind retry of a call that is not idempotent (Secret Manager addVersion,
+  GKE create, a setIamPolicy without etag) do the thing twice;
 * ``latency``: sleep ``delay`` seconds before handling (no error);
 * ``etag_race``: the next matching ``setIamPolicy`` finds the policy changed by someone
   else after the caller read it, so a caller that sent the etag it read gets the stale-etag
@@ -47,6 +51,7 @@ class Fault:
     times: int | None = 1  # None = unlimited
     rate: float = 1.0  # probability that a matching request is hit
     delay: float = 0.0  # seconds, for kind "latency"
+    after: bool = False  # error: handle the request, then answer the error (the answer is lost)
     id: int = 0
     hits: int = 0
     _regex: re.Pattern = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
@@ -56,7 +61,10 @@ class Fault:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {self.kind!r}")
         if self.kind == "error" and not 400 <= int(self.status) <= 599:
             raise ValueError("an error fault needs a 4xx/5xx status")
+        if self.after and self.kind != "error":
+            raise ValueError("after applies to error faults only")
         self.status = int(self.status)
+        self.after = bool(self.after)
         self._regex = re.compile(self.path)
 
     def matches(self, method: str, path: str, service: str) -> bool:
@@ -75,6 +83,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[Fault] = []
         self._next_id = 1
+        self._seed = seed
         self._random = random.Random(seed)  # seeded: a given rate hits the same requests
 
     def add(self, **spec: Any) -> Fault:
@@ -98,6 +107,13 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+
+    def reset(self) -> None:
+        """No rules, and the random sequence from its seed: after a reset, the same faults on the
+        same requests hit the same ones, whatever ran before."""
+        with self._lock:
+            self._rules.clear()
+            self._random = random.Random(self._seed)
 
     def _hit(self, fault: Fault) -> bool:
         """Count a hit on a matching rule (subject to its rate); drop it when used up."""

@@ -90,7 +90,7 @@ class FakeGCP:
             self.state = State()
             self.state.config.update(self.initial_config)
             self._seed()
-        self.faults.clear()
+        self.faults.reset()
 
     # ------------------------------------------------------------ seeding
 

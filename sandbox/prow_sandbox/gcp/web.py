@@ -55,6 +55,7 @@ class Ctx:
     route: Route
     principal: Principal | None = None
     scopes: tuple[str, ...] = ()
+    answer_lost: int | None = None  # an ``after`` fault: the status the client never saw
     _body: Any = field(default=None, repr=False)
 
     @property

@@ -152,3 +152,93 @@ def test_daemon_takes_switches_at_start_and_keeps_them_over_reset(tmp_path):
         assert config()["gke_operation_latency"] == {"UPDATE_CLUSTER": 3.0}
     finally:
         assert daemon.stop(tmp_path)
+
+
+# ---------------------------------------------------------------- answers lost after the write
+# kind=error with after=true: the request is handled, then the client gets the error. A blind
+# retry of a call that is not idempotent then does the thing twice, which is what these show
+# (and what the collection's modules must not do, see tests/integration/test_chaos.py).
+
+
+def test_lost_answer_of_add_version_leaves_the_version_and_a_blind_retry_duplicates_it(gcp):
+    client = gcp.secretmanager()
+    secret = client.create_secret(parent=f"projects/{gcp.prow_project}", secret_id=gcp.unique("lost"),
+                                  secret={"replication": {"automatic": {}}})
+    gcp.inject(status=503, method="POST", path=r":addVersion$", after=True, times=1)
+    mark = gcp.mark()
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.add_secret_version(parent=secret.name, payload={"data": b"one"}, retry=None)
+    versions = list(client.list_secret_versions(parent=secret.name))
+    assert [v.name.rsplit("/", 1)[1] for v in versions] == ["1"]  # applied, answer lost
+    assert client.access_secret_version(name=versions[0].name).payload.data == b"one"
+    client.add_secret_version(parent=secret.name, payload={"data": b"one"}, retry=None)  # the blind retry
+    assert len(list(client.list_secret_versions(parent=secret.name))) == 2
+    adds = gcp.fake.requests(since=mark, path=r":addVersion$")
+    assert [(e["status"], e.get("answer_lost")) for e in adds] == [(503, 200), (200, None)]
+
+
+def test_a_fault_without_after_changes_nothing(gcp):
+    # The partner of the test above: the same fault before the handler stores nothing.
+    client = gcp.secretmanager()
+    secret = client.create_secret(parent=f"projects/{gcp.prow_project}", secret_id=gcp.unique("before"),
+                                  secret={"replication": {"automatic": {}}})
+    gcp.inject(status=503, method="POST", path=r":addVersion$", times=1)
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.add_secret_version(parent=secret.name, payload={"data": b"one"}, retry=None)
+    assert list(client.list_secret_versions(parent=secret.name)) == []
+
+
+def test_lost_answer_of_a_policy_write_applies_it_and_the_same_etag_then_conflicts(gcp):
+    bucket = gcp.storage().create_bucket(gcp.unique("lost-policy"))
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allUsers"}})
+    gcp.inject(status=504, method="PUT", path=r"/iam$", service="storage", after=True, times=1)
+    with pytest.raises(exceptions.GatewayTimeout):
+        bucket.set_iam_policy(policy, retry=None)
+    after = bucket.get_iam_policy(requested_policy_version=3)
+    assert {"allUsers"} in [b["members"] for b in after.bindings if b["role"] == "roles/storage.objectViewer"]
+    # Retrying the write with the etag it was read with is refused: the etag moved on.
+    with pytest.raises(exceptions.PreconditionFailed):
+        bucket.set_iam_policy(policy, retry=None)
+
+
+def test_lost_answer_of_a_gke_create_then_the_retry_is_409(gcp):
+    client = gcp.container()
+    parent = f"projects/{gcp.build_project}/locations/us-east1-b"
+    name = gcp.unique("lost-gke")
+    gcp.configure(gke_fail_next_operations=1)  # the operation fails at once: no apiserver to start
+    gcp.inject(status=503, method="POST", path=r"/clusters$", service="container", after=True, times=1)
+    spec = {"name": name, "node_pools": [{"name": "pool", "initial_node_count": 1}]}
+    with pytest.raises(exceptions.ServiceUnavailable):
+        client.create_cluster(parent=parent, cluster=spec, retry=None)
+    assert client.get_cluster(name=f"{parent}/clusters/{name}").name == name
+    with pytest.raises(exceptions.Conflict, match="Already exists"):  # REST clients map by status: 409
+        client.create_cluster(parent=parent, cluster=spec, retry=None)
+    ops = [op for op in client.list_operations(parent=parent).operations if op.target_link.endswith(f"/clusters/{name}")]
+    assert [op.operation_type.name for op in ops] == ["CREATE_CLUSTER"]
+
+
+def test_after_is_for_error_faults_only(gcp):
+    base = gcp.fake.base_url
+    bad = requests.post(f"{base}/_fake/faults", json={"kind": "latency", "delay": 1, "after": True}, timeout=5)
+    assert bad.status_code == 400 and "after" in bad.json()["error"]
+    listed = requests.post(f"{base}/_fake/faults", json={"status": 503, "after": True}, timeout=5).json()
+    assert listed["after"] is True
+
+
+def test_a_reset_replays_the_same_rate_faults(gcp_fake):
+    """The rate's random sequence restarts at a reset: a scenario after it fails the same requests
+    whatever ran before (the chaos suite relies on its rate faults hitting something)."""
+
+    def hits():
+        gcp_fake.faults.add(status=503, path="/x", rate=0.3, times=None)
+        return [gcp_fake.faults.error_for("GET", "/x", "iam") is not None for _ in range(30)]
+
+    gcp_fake.faults.reset()
+    first = hits()
+    gcp_fake.faults.error_for("GET", "/x", "iam")  # some history
+    gcp_fake.faults.reset()
+    assert hits() == first and any(first) and not all(first)
+    gcp_fake.faults.clear()  # the partner: clear keeps the sequence going
+    assert hits() != first
+    gcp_fake.faults.reset()

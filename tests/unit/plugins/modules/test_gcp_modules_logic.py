@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._gke import pending_operations
 from ansible_collections.prow.build_cluster.plugins.module_utils.impl import gcs_bucket, gke_cluster, secret_manager_secret, workload_identity_binding
 
 # ---------------------------------------------------------------- secret_manager_secret
@@ -93,6 +94,29 @@ def test_fields_that_cannot_change_in_place_are_reported_not_ignored():
     assert diffs == ["machine_type: the cluster has 'e2-medium', not 'n1-standard-8'",
                      "disk_type: the cluster has 'pd-ssd', not 'pd-standard'"]
     assert "does not exist" in gke_cluster.immutable_differences(dict(PARAMS, node_pool="jobs"), cluster())[0]
+
+
+class ListedOperations:
+    """A session whose only call lists these operations."""
+
+    def __init__(self, operations):
+        self.operations = operations
+
+    def request(self, method, service, path, resource=None, **_kwargs):
+        assert (method, service, path) == ("GET", "container", "/v1/projects/p/locations/l/operations")
+        return {"operations": self.operations} if self.operations else {}
+
+
+def test_pending_operations_are_the_clusters_own_and_not_done():
+    base = "https://container.googleapis.com/v1/projects/123/locations/l"
+    ops = [
+        {"name": "create", "status": "RUNNING", "targetLink": f"{base}/clusters/build"},
+        {"name": "pool", "status": "PENDING", "targetLink": f"{base}/clusters/build/nodePools/default-pool"},
+        {"name": "done", "status": "DONE", "targetLink": f"{base}/clusters/build"},
+        {"name": "another", "status": "RUNNING", "targetLink": f"{base}/clusters/build-2"},
+    ]
+    assert [op["name"] for op in pending_operations(ListedOperations(ops), "projects/p/locations/l", "build")] == ["create", "pool"]
+    assert pending_operations(ListedOperations([]), "projects/p/locations/l", "build") == []
 
 
 def test_create_body_has_workload_identity_and_gke_metadata():
