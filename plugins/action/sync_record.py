@@ -43,7 +43,9 @@ ARGUMENT_SPEC = {
 class ActionModule(InProcessAction):
     """Replays a record (state=replay) or writes one from this run's journal (state=record)."""
 
-    _supports_check_mode = False
+    # In check mode it neither replays nor writes: the full check-mode run follows (the playbook
+    # also skips it then). A record is a cache, never a change, so there is no diff either.
+    _supports_check_mode = True
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
@@ -53,10 +55,13 @@ class ActionModule(InProcessAction):
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         alias = task_vars["inventory_hostname"]
         directory = args["dir"]
+        result.update(changed=False, in_sync=False, journal="", calls=0)
+        if self._task.check_mode:
+            result["msg"] = "check mode: no sync record is replayed or written; the full check-mode run follows"
+            return result
         os.makedirs(directory, mode=0o700, exist_ok=True)
         record_path = os.path.join(directory, f"{alias}.json")
         journal_path = os.path.join(directory, f"{alias}.journal")
-        result.update(changed=False, in_sync=False, journal="", calls=0)
         if args["state"] == "replay":
             result.update(self._replay_record(args, task_vars, record_path, journal_path))
         else:

@@ -50,11 +50,12 @@ options:
     default: {}
 attributes:
   check_mode:
-    description: Never runs in check mode; the playbook skips it with C(--check).
-    support: none
+    description: In check mode nothing is replayed or written, and the full check-mode run follows (the playbook also
+      skips it with C(--check)).
+    support: full
   diff_mode:
-    description: No diff.
-    support: none
+    description: A record is a cache of the run, never reported as a change, so there is never a diff.
+    support: full
   idempotent:
     description: The record is a cache of the run, reported as no change.
     support: full
@@ -107,6 +108,7 @@ def main():
             "key": {"type": "str", "no_log": False},
             "gcp_auth": {"type": "dict", "default": {}, "no_log": True},
         },
+        supports_check_mode=True,
     )
     module.fail_json(msg="prow.build_cluster.sync_record is an action plugin: it runs on the controller only")
 

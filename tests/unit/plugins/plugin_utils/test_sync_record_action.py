@@ -130,3 +130,19 @@ def test_no_journal_without_the_variable(tmp_path):
     module_task({"project": "p", "name": "s"}, {"prow_sync_journal": ""})
     module_task({"project": "p", "name": "s"}, {})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("state", ["replay", "record"])
+def test_check_mode_replays_and_writes_nothing(tmp_path, state):
+    directory = tmp_path / "sync"
+    plugin = action({"state": state, "dir": str(directory), "key": "k1"})
+    plugin._task.check_mode = True
+    with mock.patch.object(plugin, "_replay") as replay:
+        result = plugin.run(task_vars=dict(TASK_VARS))
+    assert result["changed"] is False and result["in_sync"] is False and "check mode" in result["msg"], result
+    assert not replay.called and not directory.exists()
+    # The same call outside check mode does write (the test can fail).
+    plugin._task.check_mode = False
+    if state == "replay":
+        plugin.run(task_vars=dict(TASK_VARS))
+        assert (directory / "build-a.journal").exists()
