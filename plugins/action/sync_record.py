@@ -59,7 +59,13 @@ class ActionModule(InProcessAction):
         if self._task.check_mode:
             result["msg"] = "check mode: no sync record is replayed or written; the full check-mode run follows"
             return result
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            # A bad output_dir is the pre-flight's to report, naming the variable: records are a cache,
+            # so without a directory for them this run is the full one, and writes none.
+            result["msg"] = f"not in sync: no sync records in {directory} ({exc.strerror}); the full onboarding runs"
+            return result
         record_path = os.path.join(directory, f"{alias}.json")
         journal_path = os.path.join(directory, f"{alias}.journal")
         if args["state"] == "replay":

@@ -146,3 +146,13 @@ def test_check_mode_replays_and_writes_nothing(tmp_path, state):
     if state == "replay":
         plugin.run(task_vars=dict(TASK_VARS))
         assert (directory / "build-a.journal").exists()
+
+
+@pytest.mark.parametrize("state", ["replay", "record"])
+def test_a_directory_that_cannot_be_made_means_the_full_run_not_a_failure(tmp_path, state):
+    # output_dir a file: the pre-flight names the variable; records must not fail before it.
+    (tmp_path / "out").write_text("a file")
+    plugin = action({"state": state, "dir": str(tmp_path / "out" / ".sync"), "key": "k1"})
+    result = plugin.run(task_vars=dict(TASK_VARS))
+    assert result.get("failed") is not True and result["in_sync"] is False and result["journal"] == "", result
+    assert "Not a directory" in result["msg"] and "full onboarding runs" in result["msg"]
