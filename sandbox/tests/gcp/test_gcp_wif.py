@@ -358,7 +358,9 @@ def test_google_auth_reports_an_sts_refusal(gcp, operator, tmp_path):
 
 
 def test_provider_without_keys_needs_a_reachable_issuer(gcp, operator):
-    issuer = Issuer("https://issuer.invalid")
+    # An issuer that refuses at once: a name to resolve (issuer.invalid) can take longer than
+    # any client timeout where DNS is slow or absent, and requests' timeout does not cover DNS.
+    issuer = Issuer("https://127.0.0.1:1")
     pool_id = make_pool(operator, gcp)
     provider_id = make_provider(operator, gcp, pool_id, issuer,
                                 oidc={"issuerUri": issuer.issuer})
