@@ -16,15 +16,17 @@ description:
     C(client.authentication.k8s.io/v1beta1)), so Prow authenticates as its own Google service account. The
     kubeconfig holds no token: it is kept in a ConfigMap, not in Secret Manager, and nothing is rotated."
   - The server and CA are read from the GKE API on every run; the ConfigMap (a key per cluster, as the build
-    clusters' Secret) is written only when its data differs, so a changed endpoint or CA, a hand edit or a
-    removed cluster is repaired and a run with nothing to repair writes nothing.
+    clusters' Secret) is applied as M(prow.build_cluster.k8s_apply) applies objects (the last-applied annotation,
+    one merge patch), so a changed endpoint or CA, a hand edit of a cluster's key or a removed cluster is repaired
+    and a run with nothing to repair writes nothing. A key added by hand for a cluster not listed stays, as with
+    C(kubectl apply).
   - What the Google service accounts may do in the cluster comes from IAM and RBAC (the credentials role grants
     them); this module only says how to reach the cluster.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:
   clusters:
-    description: The build clusters of the model; none with O(state=present) writes an empty ConfigMap.
+    description: The build clusters of the model; none with O(state=present) writes a ConfigMap without data.
     type: list
     elements: dict
     default: []

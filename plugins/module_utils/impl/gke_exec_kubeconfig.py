@@ -10,8 +10,9 @@ with ``exit_json`` or ``fail_json``.
 The keyless (``gke_exec``) credential model: each build cluster's kubeconfig names GKE's exec
 credential plugin instead of holding a token, so it is no secret. Its server and CA come from
 the GKE API on every run, and the ConfigMap that holds every such cluster (a key per alias, as
-the build clusters' Secret) is rewritten only when its data differs: a changed endpoint or CA,
-or a hand edit, is repaired; a run with nothing to repair writes nothing.
+the build clusters' Secret) is applied through k8s_apply's apply path, so it is written only
+when it differs: a changed endpoint or CA, or a hand edit, is repaired; a run with nothing to
+repair writes nothing.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, TargetMissing, fail_on_api_error
+from ansible_collections.prow.build_cluster.plugins.module_utils.impl import k8s_apply
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import (
     GCP_AUTH_ARGSPEC,
     GCP_AUTH_MUTUALLY_EXCLUSIVE,
     GcpSession,
 )
-from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import (
     dns_label_error,
     dns_subdomain_error,
@@ -110,38 +111,26 @@ def desired_data(module):
     return data, missing
 
 
+def document(module, desired):
+    """The ConfigMap as k8s_apply applies it: a key per alias, and the managed-by label. No
+    ``data`` when there is no cluster: the API server stores an empty map as none, and a
+    definition asking for ``{}`` would never be in sync."""
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": module.params["name"], "namespace": module.params["namespace"], "labels": dict(MANAGED_BY)}}
+    if desired:
+        configmap["data"] = desired
+    return configmap
+
+
 def reconcile(module, client, desired):
-    """Make the ConfigMap's data exactly ``desired`` (None: no ConfigMap); (changed, before, after)."""
-    namespace, name = module.params["namespace"], module.params["name"]
-    path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
-    resource = f"configmap {namespace}/{name}"
-    outcome = {}
-
-    def once():
-        actual = client.get(path, resource=resource)
-        before = None if actual is None else dict(actual.get("data") or {})
-        labels = ((actual or {}).get("metadata") or {}).get("labels") or {}
-        if desired is None:
-            outcome.update(changed=actual is not None, before=before)
-            if actual is not None and not module.check_mode:
-                client.request("DELETE", path, resource=resource, allow_404=True)
-            return
-        changed = before != desired or any(labels.get(k) != v for k, v in MANAGED_BY.items())
-        outcome.update(changed=changed, before=before)
-        if not changed or module.check_mode:
-            return
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels, **MANAGED_BY)},
-                "data": desired}
-        if actual is None:
-            client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body, resource=resource)
-        else:
-            # The resourceVersion read: a concurrent writer makes this a 409, retried from the read.
-            body["metadata"] = dict(actual["metadata"], labels=body["metadata"]["labels"])
-            client.request("PUT", path, body, resource=resource)
-
-    call_with_retry(once, retry_on=lambda exc: isinstance(exc, ApiError) and exc.status == 409)
-    return outcome["changed"], outcome["before"], desired
+    """Apply the ConfigMap (None: delete it) through k8s_apply's one apply path: in sync when the
+    live object holds every key with the same kubeconfig and carries the last-applied annotation;
+    else one merge patch, which also drops the keys of clusters no longer listed. Returns
+    (changed, data before, data after)."""
+    step = k8s_apply.apply_one if desired is not None else k8s_apply.delete_one
+    summary, before, after = step(module, client, k8s_apply.Resources(client), document(module, desired or {}))
+    changed = summary["action"] not in ("unchanged", "absent")
+    return changed, (before or {}).get("data"), (after or {}).get("data")
 
 
 def run(module):
