@@ -31,7 +31,7 @@ import yaml
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 
-from test_playbooks import BIN, REPO, VARS, gcp_writes, kube_writes, read_env, recap  # pylint: disable=import-error
+from test_playbooks import BIN, REPO, VARS, changed_tasks, gcp_writes, kube_writes, recap, running_sandbox  # pylint: disable=import-error
 
 pytestmark = pytest.mark.chaos
 
@@ -232,19 +232,8 @@ def bindings_of(policy):
 
 @pytest.fixture(scope="module", name="sandbox")
 def fixture_sandbox(tmp_path_factory):
-    from prow_sandbox import assets  # pylint: disable=import-outside-toplevel
-
-    state = tmp_path_factory.mktemp("chaos")
-    cli = [str(BIN / "prow-sandbox"), "--state-dir", str(state)]
-    subprocess.run([*cli, "up"], check=True, capture_output=True, text=True)
-    try:
-        env = read_env(state / "env")
-        subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "apply", "--server-side",
-                        *(f"--filename={crd}" for crd in assets.files("eso-crds"))],
-                       check=True, capture_output=True, text=True)
+    with running_sandbox(tmp_path_factory.mktemp("chaos")) as (state, env):
         yield Sandbox(state, env)
-    finally:
-        subprocess.run([*cli, "down"], check=False, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module", name="baseline")
@@ -319,8 +308,11 @@ def test_two_runs_at_once_on_one_bucket_keep_both_bindings(sandbox, tmp_path):
                   gke=dict(doc["build_clusters"][0]["gke"], name="prow-build-2"))
     files = []
     for index, cluster in enumerate((doc["build_clusters"][0], second)):
-        # Each vars file is a whole Prow instance's view: its own output dir, the same bucket.
-        one = dict(doc, build_clusters=[cluster], prow=dict(doc["prow"], output_dir=str(sandbox.state / f"out-{index}")))
+        # Each vars file is a whole Prow instance's view: its own output dir and build clusters' Secret (two
+        # instances writing one ExternalSecret, each with only its own cluster, would undo each other), the
+        # same bucket.
+        one = dict(doc, build_clusters=[cluster], prow=dict(doc["prow"], output_dir=str(sandbox.state / f"out-{index}"),
+                                                             build_clusters_secret=f"prow-build-clusters-{index}"))
         path = tmp_path / f"vars-{index}.yml"
         path.write_text(yaml.safe_dump(one))
         files.append(path)
@@ -338,3 +330,9 @@ def test_two_runs_at_once_on_one_bucket_keep_both_bindings(sandbox, tmp_path):
     members = [m for role_members in writers.values() for m in role_members]
     for account in ("prowjob-default-sa", "prowjob-two"):
         assert f"serviceAccount:{account}@{BUILD_PROJECT}.iam.gserviceaccount.com" in members, writers
+    # And each instance's next run finds its cluster in sync with the other's writes: nothing to change.
+    mark = sandbox.mark()
+    for path in files:
+        again = sandbox.onboard(path)
+        assert again.returncode == 0 and recap(again)["changed"] == 0, (changed_tasks(again), again.stdout[-4000:])
+    assert not sandbox.writes_since(mark)

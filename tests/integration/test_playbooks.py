@@ -8,6 +8,7 @@ fake, whose GKE API starts the build cluster's apiserver), driven exactly as a u
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -30,9 +31,9 @@ VARS = REPO / "examples" / "sandbox-vars.yml"
 REVIEWS = {"tokenreviews", "selfsubjectaccessreviews", "subjectaccessreviews"}
 
 
-@pytest.fixture(scope="module", name="sandbox")
-def fixture_sandbox(tmp_path_factory):
-    state = tmp_path_factory.mktemp("sandbox")
+@contextlib.contextmanager
+def running_sandbox(state):
+    """A sandbox up in ``state`` with the ESO CRDs in its Prow cluster: (state, env); down after."""
     cli = [str(BIN / "prow-sandbox"), "--state-dir", str(state)]
     subprocess.run([*cli, "up"], check=True, capture_output=True, text=True)
     try:
@@ -43,6 +44,12 @@ def fixture_sandbox(tmp_path_factory):
         yield state, env
     finally:
         subprocess.run([*cli, "down"], check=False, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module", name="sandbox")
+def fixture_sandbox(tmp_path_factory):
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as started:
+        yield started
 
 
 def read_env(path):
