@@ -16,10 +16,14 @@ description:
     without any C(no_log) option nor the Google credentials options) in O(dir)/ALIAS.journal.
   - O(state=record), after the roles, replays the journal's calls in check mode, in this task; when none would
     change anything, writes them as the host's record O(dir)/ALIAS.json (mode 0600, no secret), valid for O(key).
-  - O(state=replay), before the pre-flight checks, when the record's key is the one of this run's inputs and
-    code, replays its calls in check mode; RV(in_sync) is true only when every call reports no change. Otherwise
-    (no record, another key, a corrupt file, a call that would change or fails) RV(in_sync) is false, RV(msg)
-    says why, and the journal of this run is started (RV(journal)).
+  - O(state=replay), before the pre-flight checks, is one task for every host of the play's batch (run it with
+    C(run_once)). For each host whose record's key is the one of its inputs and the code, it replays the record's
+    calls in check mode, hosts in parallel (two processes per core, at most the run's forks; the environment
+    variable E(PROW_SYNC_REPLAY_PROCESSES) sets another number). A host is in sync only when every call reports no
+    change. Otherwise (no record, another key, a corrupt file, a call that would change or fails) it is not, its
+    C(msg) says why, and the journal of its run is started (C(journal)). RV(hosts) has each host's outcome.
+  - A host is not replayed when its C(state) input is not C(present) (offboarding) or its C(prow_sync_records)
+    variable is false, nor when its modules would not run on the controller's Python (another connection, become).
   - The Google credentials options are never stored; a replay gives each call the current O(gcp_auth).
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
@@ -38,9 +42,16 @@ options:
       - With O(state=replay), what the record's key is made of besides the code (plugins, roles and playbooks of
         the collection) and every variable of the roles (C(cluster_*), C(gcs_access_*), C(credentials_*),
         C(prow_config_*)) the host has.
-      - The host's settings, the Prow instance's and the playbook's switches (C(force_rotation), ...).
+      - What is the same for every host (the playbook, its tags).
     type: dict
     default: {}
+  host_inputs:
+    description:
+      - With O(state=replay), the name of a variable that, templated for each host with that host's variables, is
+        the rest of its inputs (a dict), merged into O(inputs) (C(build_cluster_sync_inputs) of the collection's
+        C(playbooks/vars/inputs.yml)).
+      - The host's settings, the Prow instance's and the playbook's switches (C(force_rotation), ...).
+    type: str
   key:
     description: With O(state=record), the key the replay computed (RV(key)).
     type: str
@@ -69,23 +80,23 @@ EXAMPLES = r"""
   prow.build_cluster.sync_record:
     state: replay
     dir: out/.sync
-    inputs: {build_cluster: "{{ build_cluster }}", prow: "{{ prow }}"}
+    inputs: {playbook: onboard}
+    host_inputs: build_cluster_sync_inputs
+  run_once: true
   register: sync
 """
 
 RETURN = r"""
+hosts:
+  description:
+    - With O(state=replay), each host's outcome, by its name, with the keys C(in_sync), C(key) (of its inputs and the
+      code, for O(state=record)), C(journal) (empty when in sync or not replayed), C(calls) and C(msg).
+  returned: always
+  type: dict
 in_sync:
-  description: Whether every call of the record replayed without a change (O(state=replay)), or a record was written.
+  description: With O(state=record), whether a record was written (O(state=replay) gives it per host in RV(hosts)).
   returned: always
   type: bool
-key:
-  description: The key of this run's inputs and code (O(state=replay)).
-  returned: always
-  type: str
-journal:
-  description: The journal this run's calls are appended to, empty when the host is in sync.
-  returned: always
-  type: str
 calls:
   description: How many calls were replayed.
   returned: always
@@ -105,6 +116,7 @@ def main():
             "state": {"type": "str", "choices": ["replay", "record"], "required": True},
             "dir": {"type": "path", "required": True},
             "inputs": {"type": "dict", "default": {}},
+            "host_inputs": {"type": "str"},
             "key": {"type": "str", "no_log": False},
             "gcp_auth": {"type": "dict", "default": {}, "no_log": True},
         },

@@ -24,6 +24,7 @@ import importlib
 import io
 import json
 import os
+import pkgutil
 import sys
 
 from ansible import constants as C
@@ -55,8 +56,17 @@ _PRELOAD = (
 )
 
 
+def _impl_modules():
+    """The module implementations (module_utils/impl): a replay of sync records runs them all."""
+    try:
+        package = importlib.import_module(IMPL_PACKAGE)
+    except ImportError:
+        return ()
+    return tuple(f"{IMPL_PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__))
+
+
 def _preload():
-    for name in _PRELOAD:
+    for name in _PRELOAD + _impl_modules():
         try:
             importlib.import_module(name)
         except ImportError:

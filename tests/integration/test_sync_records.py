@@ -26,6 +26,7 @@ from test_playbooks import (  # noqa: F401  pylint: disable=unused-import  (the 
     kube_writes,
     playbook,
     recap,
+    two_clusters,
 )
 
 ALIAS = "build-sandbox"
@@ -62,7 +63,7 @@ def in_sync_again(env, state):
     """The next run (after a repair) replays the fresh record: roles skipped, nothing changed or written."""
     since = datetime.now(timezone.utc)
     again = onboard(env)
-    assert skipped_the_roles(again), again.stdout[-4000:]
+    assert skipped_the_roles(again), again.stdout[again.stdout.find("Replay the sync"):][:3000]
     assert recap(again)["changed"] == 0, again.stdout[-4000:]
     assert gcp_writes(state, since) == [] and kube_writes(state, since) == []
 
@@ -188,3 +189,52 @@ def test_a_corrupt_record_gives_the_full_run_with_a_warning(onboarded):
     assert said(run, "is corrupt") and "[WARNING]" in run.stderr + run.stdout
     assert json.loads(record_of(state).read_text())["format"] == 1  # written anew
     in_sync_again(env, state)
+
+
+def roles_ran_for(run, host):
+    """Whether a task of the roles reported a result for ``host`` in the build clusters' play (a host in
+    sync ends it first; the instance play runs roles' tasks on the first host in any case)."""
+    task, play = "", ""
+    for line in run.stdout.splitlines():
+        if line.startswith("PLAY ["):
+            play, task = line[len("PLAY ["):], ""
+        elif not play.startswith("Onboard each build cluster"):
+            continue
+        elif line.startswith("TASK ["):
+            task = line[len("TASK ["):]
+        elif task.startswith("prow.build_cluster.") and line.startswith(("ok: [", "changed: [", "skipping: [", "fatal: [")):
+            if line.split("[", 1)[1].split("]", 1)[0] == host:
+                return True
+    return False
+
+
+def test_two_clusters_are_replayed_in_one_task_each_on_its_own_record(onboarded, tmp_path):
+    # Last in this file: it adds build-two, and offboards it at the end.
+    state, env, _first = onboarded
+    two = two_clusters(tmp_path)
+    first = onboard(env, "-e", f"@{two}")
+    assert roles_ran_for(first, "build-two") and not roles_ran_for(first, ALIAS), first.stdout[-3000:]
+    records = state / "out" / ".sync"
+    assert (records / "build-two.json").exists() and record_of(state).exists()
+
+    # One task replays both records (in two forked processes): both hosts end their play there.
+    since = datetime.now(timezone.utc)
+    again = onboard(env, "-e", f"@{two}")
+    assert again.stdout.count("TASK [Replay the sync records of the build clusters]") == 1
+    assert said(again, "2 of 2 build clusters in sync"), again.stdout[again.stdout.find("Replay the sync"):][:3000]
+    assert not roles_ran_for(again, "build-two") and not roles_ran_for(again, ALIAS)
+    assert recap(again)["changed"] == 0 and gcp_writes(state, since) == [] and kube_writes(state, since) == []
+
+    # Drift in build-two only: its replay says so and its roles repair it; build-sandbox stays in sync.
+    subprocess.run(
+        [str(BIN / "kubectl"), "--kubeconfig", str(state / "out" / "composite.kubeconfig"), "--context", "build-two",
+         "-n", "test-pods", "annotate", "serviceaccount", "prowjob-two", "iam.gke.io/gcp-service-account-"],
+        check=True, capture_output=True)
+    repaired = onboard(env, "-e", f"@{two}")
+    assert said(repaired, "1 of 2 build clusters in sync"), repaired.stdout[repaired.stdout.find("Replay the sync"):][:3000]
+    assert changed_tasks(repaired, "Onboard each build cluster") == [
+        ("prow.build_cluster.gcs_access : Bind the job KSA to the job GSA through Workload Identity", "build-two")]
+    assert not roles_ran_for(repaired, ALIAS)
+
+    off = playbook(env, "offboard.yml", "-e", f"@{two}", "--limit", "build-two", "-e", "delete_clusters=true")
+    assert off.returncode == 0, off.stdout[-4000:]

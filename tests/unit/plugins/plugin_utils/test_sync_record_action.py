@@ -9,6 +9,7 @@ import sys
 from unittest import mock
 
 import pytest
+from ansible.errors import AnsibleActionFail
 
 from ansible_collections.prow.build_cluster.plugins.action.sync_record import ActionModule
 from ansible_collections.prow.build_cluster.plugins.plugin_utils import sync_records
@@ -24,7 +25,8 @@ def action(args):
     connection = mock.MagicMock(transport="local", become=None, socket_path=None, has_native_async=False)
     templar = mock.MagicMock()
     templar.template.side_effect = lambda value: value
-    return ActionModule(task, connection, mock.MagicMock(), loader=None, templar=templar)
+    templar.copy_with_new_env.return_value = templar
+    return ActionModule(task, connection, mock.MagicMock(become=False), loader=None, templar=templar)
 
 
 def call(module, secrets=(), environment=(), **args):
@@ -72,13 +74,16 @@ def test_no_record_when_the_replay_after_the_run_would_change(tmp_path):
     assert not (tmp_path / "build-a.json").exists()
 
 
-def replay(tmp_path, text, in_sync=(True, "")):
+def replay(tmp_path, text, in_sync=(True, ""), **variables):
     if text is not None:
         (tmp_path / "build-a.json").write_text(text)
-    plugin = action({"state": "replay", "dir": str(tmp_path), "inputs": {"build_cluster": {"alias": "build-a"}}})
+    plugin = action({"state": "replay", "dir": str(tmp_path), "inputs": {"playbook": "onboard"},
+                     "host_inputs": "sync_inputs"})
+    task_vars = dict(TASK_VARS, sync_inputs={"build_cluster": {"alias": "build-a"}, "state": "present"})
+    task_vars.update(variables)
     with mock.patch.object(plugin, "_replay", return_value=in_sync) as replayed:
-        result = plugin.run(task_vars=dict(TASK_VARS))
-    return result, replayed
+        result = plugin.run(task_vars=task_vars)
+    return dict(result["hosts"]["build-a"], warnings=result.get("warnings")), replayed
 
 
 def test_a_record_with_this_runs_key_is_replayed_and_no_journal_started(tmp_path):
@@ -86,7 +91,51 @@ def test_a_record_with_this_runs_key_is_replayed_and_no_journal_started(tmp_path
     calls = [{"module": "gcs_bucket", "args": {"name": "b"}, "no_log": False}]
     result, replayed = replay(tmp_path, json.dumps(sync_records.record_document(key, calls)))
     assert result["in_sync"] and result["journal"] == "" and replayed.call_args.args[0] == calls
-    assert result["changed"] is False
+
+
+def test_the_key_is_of_the_hosts_inputs(tmp_path):
+    key = replay(tmp_path, None)[0]["key"]
+    assert replay(tmp_path, None)[0]["key"] == key
+    other = replay(tmp_path, None, sync_inputs={"build_cluster": {"alias": "build-a", "zone": "z"}, "state": "present"})
+    assert other[0]["key"] != key
+
+
+@pytest.mark.parametrize("variables, why", [
+    ({"sync_inputs": {"build_cluster": {"alias": "build-a"}, "state": "absent"}}, "offboarded"),
+    ({"prow_sync_records": "false"}, "prow_sync_records is false"),
+], ids=["absent", "switched-off"])
+def test_a_host_offboarded_or_without_records_is_not_replayed_nor_journaled(tmp_path, variables, why):
+    result, replayed = replay(tmp_path, None, **variables)
+    assert not result["in_sync"] and result["journal"] == "" and why in result["msg"] and not replayed.called
+    assert not (tmp_path / "build-a.journal").exists()
+
+
+def test_a_host_whose_modules_run_elsewhere_is_not_replayed(tmp_path):
+    key = replay(tmp_path, None)[0]["key"]
+    calls = [{"module": "gcs_bucket", "args": {"name": "b"}, "no_log": False}]
+    result, replayed = replay(tmp_path, json.dumps(sync_records.record_document(key, calls)), ansible_connection="ssh")
+    assert not result["in_sync"] and "controller's Python" in result["msg"] and not replayed.called
+    assert result["journal"]  # its full run is journaled, as any other host's
+
+
+def test_hosts_are_replayed_in_forked_processes_and_each_gets_its_own_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROW_SYNC_REPLAY_PROCESSES", "3")
+    plugin = action({"state": "replay", "dir": str(tmp_path)})
+    jobs = [(f"build-{n}", [{"module": "m", "args": {"n": n}}], {}) for n in range(5)]
+    parent = os.getpid()
+
+    def in_a_child(calls, _gcp_auth, _variables):
+        n = calls[0]["args"]["n"]
+        if n == 3:
+            raise RuntimeError("boom")
+        return os.getpid() != parent and n % 2 == 0, f"pid {os.getpid()}"
+
+    with mock.patch.object(plugin, "_replay", side_effect=in_a_child):
+        outcomes = plugin._replay_in_processes(jobs, {})
+    assert {alias: in_sync for alias, (in_sync, _why) in outcomes.items()} == {
+        "build-0": True, "build-1": False, "build-2": True, "build-3": False, "build-4": True}
+    assert "RuntimeError: boom" in outcomes["build-3"][1]
+    assert len({why for alias, (_in_sync, why) in outcomes.items() if alias != "build-3"}) == 3  # three processes
 
 
 @pytest.mark.parametrize("text, why, warned", [
@@ -140,6 +189,7 @@ def test_check_mode_replays_and_writes_nothing(tmp_path, state):
     with mock.patch.object(plugin, "_replay") as replay:
         result = plugin.run(task_vars=dict(TASK_VARS))
     assert result["changed"] is False and result["in_sync"] is False and "check mode" in result["msg"], result
+    assert result.get("hosts", {}) == {}
     assert not replay.called and not directory.exists()
     # The same call outside check mode does write (the test can fail).
     plugin._task.check_mode = False
@@ -154,5 +204,13 @@ def test_a_directory_that_cannot_be_made_means_the_full_run_not_a_failure(tmp_pa
     (tmp_path / "out").write_text("a file")
     plugin = action({"state": state, "dir": str(tmp_path / "out" / ".sync"), "key": "k1"})
     result = plugin.run(task_vars=dict(TASK_VARS))
-    assert result.get("failed") is not True and result["in_sync"] is False and result["journal"] == "", result
+    assert result.get("failed") is not True and result["in_sync"] is False and not result.get("hosts"), result
     assert "Not a directory" in result["msg"] and "full onboarding runs" in result["msg"]
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_bad_number_of_replay_processes_is_refused_by_name(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("PROW_SYNC_REPLAY_PROCESSES", value)
+    plugin = action({"state": "replay", "dir": str(tmp_path)})
+    with pytest.raises(AnsibleActionFail, match="PROW_SYNC_REPLAY_PROCESSES must be a whole number"):
+        plugin._replay_in_processes([("build-a", [], {})], {})
