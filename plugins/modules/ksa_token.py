@@ -20,13 +20,13 @@ description:
     TokenReview rejects it or says it belongs to another identity. O(force=true) always mints.
   - The kubeconfig is written to O(dest) atomically with mode C(0600), and returned only with O(return_content=true).
   - Every token is bound (C(boundObjectRef)) to a Secret of its own, created for it just before the TokenRequest in the
-    ServiceAccount's namespace: C(SERVICE_ACCOUNT-token-XXXXX), type C(Opaque), with no data, labelled
+    ServiceAccount's namespace, named C(SERVICE_ACCOUNT-token-XXXXX), type C(Opaque), with no data, labelled
     C(app.kubernetes.io/managed-by=prow.build_cluster.ksa_token) and annotated C(prow.build-cluster/service-account).
     Deleting that Secret revokes that token alone. A current token bound to no Secret (minted before this, or by
     hand) is rotated, since it could not be revoked.
   - O(state=revoke_others), once the new kubeconfig is published (stored where Prow reads it, O(current)), deletes the
     Secrets of the ServiceAccount's other tokens, which revokes them; O(state=absent) deletes every one (offboarding).
-    Revoking is a separate call so that nothing is revoked before the new token is published: a run that fails in
+    Revoking is a separate call so that nothing is revoked before the new token is published; a run that fails in
     between leaves the old token working, and the next run's O(state=revoke_others) completes the revocation.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
@@ -48,7 +48,7 @@ options:
       - With O(state=revoke_others), a token's Secret is deleted only when both it and the published token's Secret
         are at least this old, for example C(15m) so that a consumer that syncs on a schedule (External Secrets'
         C(refreshInterval)) loads the new token before the old one stops working. Until then it is reported in
-        RV(pending), with a warning, and a later run revokes it.
+        RV(pending), and a later run revokes it.
       - C(0) revokes at once.
     type: str
     default: '0'

@@ -429,8 +429,6 @@ def revoke(module):
                 delete_secret(client, namespace, secret)
         else:
             pending.append(meta["name"])
-    if pending:
-        module.warn(f"not revoked yet, younger than revoke_after ({params['revoke_after']}): {', '.join(pending)}")
     module.exit_json(
         changed=bool(revoked), revoked=revoked, pending=pending, kept=keep[0] if keep else None,
         service_account=expected_user,
