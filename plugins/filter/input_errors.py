@@ -78,6 +78,7 @@ CHECKS = {
     "bucket": lambda value, what: v.bucket_name_error(v.normalize_bucket(value)),
     "output_dir": lambda value, what: v.output_dir_error(value, "directory"),
     "members": _members,
+    "revoke_after": lambda value, what: _impl("ksa_token").revoke_after_error(value),
     "token_lifetimes": _token_lifetimes,
     "secret_resource": _secret_resource,
     "module_option": _module_option,

@@ -19,11 +19,39 @@ description:
     token, points at another server or CA, the token expires within O(rotate_before), or the API server's
     TokenReview rejects it or says it belongs to another identity. O(force=true) always mints.
   - The kubeconfig is written to O(dest) atomically with mode C(0600), and returned only with O(return_content=true).
-  - Tokens minted by TokenRequest cannot be revoked one by one; an old token stays valid until it expires
-    (or until its ServiceAccount is deleted).
+  - Every token is bound (C(boundObjectRef)) to a Secret of its own, created for it just before the TokenRequest in the
+    ServiceAccount's namespace, named C(SERVICE_ACCOUNT-token-XXXXX), type C(Opaque), with no data, labelled
+    C(app.kubernetes.io/managed-by=prow.build_cluster.ksa_token) and annotated C(prow.build-cluster/service-account).
+    Deleting that Secret revokes that token alone. A current token bound to no Secret (minted before this, or by
+    hand) is rotated, since it could not be revoked.
+  - O(state=revoke_others), once the new kubeconfig is published (stored where Prow reads it, O(current)), deletes the
+    Secrets of the ServiceAccount's other tokens, which revokes them; O(state=absent) deletes every one (offboarding).
+    Revoking is a separate call so that nothing is revoked before the new token is published; a run that fails in
+    between leaves the old token working, and the next run's O(state=revoke_others) completes the revocation.
 author:
   - Prow build-cluster maintainers (@prow-build-cluster)
 options:
+  state:
+    description:
+      - C(present) mints a token when the current one cannot be kept, and writes or returns the kubeconfig.
+      - C(revoke_others) keeps the token of the published kubeconfig (O(current), or O(dest)) and revokes every other
+        token of the ServiceAccount this module minted (those older than O(revoke_after), see there). It refuses, and
+        revokes nothing, when the published token does not authenticate as the ServiceAccount or is bound to no Secret;
+        in check mode that is no change (a real run mints and stores first).
+      - C(absent) revokes every token of the ServiceAccount this module minted (deletes their Secrets). A cluster or
+        namespace that is gone has nothing to revoke.
+    type: str
+    choices: [present, revoke_others, absent]
+    default: present
+  revoke_after:
+    description:
+      - With O(state=revoke_others), a token's Secret is deleted only when both it and the published token's Secret
+        are at least this old, for example C(15m) so that a consumer that syncs on a schedule (External Secrets'
+        C(refreshInterval)) loads the new token before the old one stops working. Until then it is reported in
+        RV(pending), and a later run revokes it.
+      - C(0) revokes at once.
+    type: str
+    default: '0'
   service_account:
     description: Name of the ServiceAccount; gencred's default.
     type: str
@@ -36,8 +64,8 @@ options:
     description:
       - Name of the kubeconfig's cluster, user and context. Prow addresses the build cluster by this name in a
         job's C(cluster:) field, for example C(default) or C(build-myteam).
+      - Required unless O(state=absent).
     type: str
-    required: true
   duration:
     description:
       - Requested token lifetime, Go-style (C(48h), C(90m)) or seconds. At least C(10m), the API's minimum.
@@ -130,6 +158,15 @@ EXAMPLES = r"""
     payload: "{{ token.kubeconfig }}"
   when: token.rotated
 
+- name: Once it is stored, revoke the build cluster's other tokens
+  prow.build_cluster.ksa_token:
+    gke: projects/my-project/locations/us-central1/clusters/build-myteam
+    alias: build-myteam
+    state: revoke_others
+    revoke_after: 15m
+    current:
+      secret: projects/my-prow-project/secrets/prow_build_cluster_kubeconfig_build-myteam
+
 - name: Keep a kubeconfig file on the controller instead
   prow.build_cluster.ksa_token:
     kubeconfig: ~/.kube/config
@@ -141,27 +178,27 @@ EXAMPLES = r"""
 RETURN = r"""
 rotated:
   description: Whether a new token was minted (in check mode, whether one would be).
-  returned: always
+  returned: with O(state=present)
   type: bool
 reason:
   description: Why the token was (or would be) rotated; null when the current one was kept.
-  returned: always
+  returned: with O(state=present)
   type: str
   sample: the token expires at 2026-11-24T09:00:00+00:00, within rotate_before
 expiration_timestamp:
   description:
     - Expiry of the token in the kubeconfig (ISO 8601). For a new token, the one the server granted.
     - Null in check mode when a token would be minted.
-  returned: always
+  returned: with O(state=present)
   type: str
   sample: '2026-11-25T12:00:00+00:00'
 expires_in_seconds:
   description: Seconds until RV(expiration_timestamp).
-  returned: always
+  returned: with O(state=present)
   type: int
 fingerprint:
   description: Fingerprint of the token in the kubeconfig (null in check mode when one would be minted).
-  returned: always
+  returned: with O(state=present)
   type: str
   sample: sha256:5f2b8c0d9e1a3b4c
 service_account:
@@ -171,21 +208,39 @@ service_account:
   sample: system:serviceaccount:default:serviceaccount-cluster-admin
 server:
   description: API server URL written in the kubeconfig.
-  returned: always
+  returned: with O(state=present)
   type: str
 alias:
   description: Name of the kubeconfig's cluster, user and context.
-  returned: always
+  returned: with O(state=present)
   type: str
 dest:
   description: Path of the kubeconfig file, when O(dest) is set.
   returned: when O(dest) is set
   type: str
+bound_secret:
+  description: Name of the Secret the token is bound to (null in check mode when one would be minted).
+  returned: with O(state=present)
+  type: str
+  sample: serviceaccount-cluster-admin-token-x7k2p
+revoked:
+  description: The Secrets deleted (in check mode, that would be), each revoking its token.
+  returned: with O(state=revoke_others) or O(state=absent)
+  type: list
+  elements: str
+pending:
+  description: The other tokens' Secrets kept for now, younger than O(revoke_after).
+  returned: with O(state=revoke_others) or O(state=absent)
+  type: list
+  elements: str
+kept:
+  description: The Secret of the published token, which stays.
+  returned: with O(state=revoke_others) or O(state=absent)
+  type: str
 kubeconfig:
   description: The kubeconfig (YAML text), with its token. Only in a task with C(no_log=true).
   returned: when O(return_content=true), except in check mode when a token would be minted
-  type: str
-"""
+  type: str"""
 
 from ansible.module_utils.basic import AnsibleModule
 

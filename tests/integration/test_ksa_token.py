@@ -39,7 +39,33 @@ def scope(sa):
     return {"namespaces": (sa["namespace"],)}
 
 
-def test_check_real_check_real_and_the_kubeconfig_works(ansible, kube_cluster, kubectl, audit, sa, tmp_path):
+def bound_secrets(kube_client, sa):
+    """Names of the Secrets ksa_token bound tokens of ``sa`` to, oldest first."""
+    items = client.CoreV1Api(kube_client).list_namespaced_secret(
+        sa["namespace"], label_selector="app.kubernetes.io/managed-by=prow.build_cluster.ksa_token").items
+    return [s.metadata.name for s in sorted(items, key=lambda s: (s.metadata.creation_timestamp, s.metadata.name))
+            if (s.metadata.annotations or {}).get("prow.build-cluster/service-account") == sa["service_account"]]
+
+
+def authenticated(kube_client, token):
+    """What the apiserver's TokenReview (authentication.k8s.io/v1) says: (authenticated, username)."""
+    review = client.AuthenticationV1Api(kube_client).create_token_review(
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)))
+    return bool(review.status.authenticated), (review.status.user.username if review.status.user else None)
+
+
+def refused_within(kube_client, token, seconds=30):
+    """Whether TokenReview refuses ``token`` within ``seconds``: the apiserver caches successful
+    authentications for about 10 s, so a revocation shows once that cache expires."""
+    deadline = time.monotonic() + seconds
+    while authenticated(kube_client, token)[0]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+def test_check_real_check_real_and_the_kubeconfig_works(ansible, kube_cluster, kube_client, kubectl, audit, sa, tmp_path):
     dest = tmp_path / "build-team.kubeconfig"
     tasks = token_task(kube_cluster, alias="build-team", dest=str(dest), **sa)
 
@@ -57,7 +83,9 @@ def test_check_real_check_real_and_the_kubeconfig_works(ansible, kube_cluster, k
     result = real.task(TASK)
     assert result["changed"] is True and result["rotated"] is True, result
     writes = audit.writes_since(since, **scope(sa))
-    assert audit.describe(writes) == [f"create serviceaccounts/token {sa['namespace']}/prow-admin"]
+    # The Secret the token is bound to (generateName: the audit log has no name for it), then the token.
+    assert audit.describe(writes) == [f"create secrets {sa['namespace']}/", f"create serviceaccounts/token {sa['namespace']}/prow-admin"]
+    assert result["bound_secret"].startswith("prow-admin-token-") and bound_secrets(kube_client, sa) == [result["bound_secret"]]
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
     token = token_in(dest)
     # The expiry is the one the server granted: 48h from now, give or take the run's duration.
@@ -223,6 +251,130 @@ def test_token_of_another_cluster_is_rotated(ansible, kube_cluster, sa, tmp_path
         kube.stop_cluster(name, other.dir.parent.parent)
 
 
+def test_rotation_then_revoke_others_refuses_the_old_token_and_keeps_the_new(ansible, kube_cluster, kube_client, audit, sa, tmp_path):
+    dest = tmp_path / "kc"
+    first = ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa)).task(TASK)
+    old, old_secret = token_in(dest), first["bound_secret"]
+    rotated = ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), force=True, **sa)).task(TASK)
+    new, new_secret = token_in(dest), rotated["bound_secret"]
+    assert new != old and new_secret != old_secret
+    assert bound_secrets(kube_client, sa) == [old_secret, new_secret]
+    user = f"system:serviceaccount:{sa['namespace']}:prow-admin"
+    # Published but not revoked yet: both tokens work (Prow may still hold the old one).
+    assert authenticated(kube_client, old) == (True, user) and authenticated(kube_client, new) == (True, user)
+
+    revoke = token_task(kube_cluster, alias="default", dest=str(dest), state="revoke_others", **sa)
+    since = audit.now()
+    check = ansible.run(revoke, check=True, diff=True).task(TASK)
+    assert check["changed"] is True and check["revoked"] == [old_secret] and check["kept"] == new_secret, check
+    assert audit.writes_since(since, **scope(sa)) == [], "check mode must not revoke"
+    assert authenticated(kube_client, old)[0] is True
+
+    since = audit.now()
+    real = ansible.run(revoke, diff=True)
+    result = real.task(TASK)
+    assert result["changed"] is True and result["revoked"] == [old_secret], result
+    assert result["diff"] == {"before": {"bound_secrets": [old_secret, new_secret]}, "after": {"bound_secrets": [new_secret]}}
+    assert audit.describe(audit.writes_since(since, **scope(sa))) == [f"delete secrets {sa['namespace']}/{old_secret}"]
+    assert old not in real.stdout + real.stderr and new not in real.stdout + real.stderr
+    assert refused_within(kube_client, old), "the revoked token still authenticates"
+    assert authenticated(kube_client, new) == (True, user)
+
+    # Re-runs: nothing to revoke, nothing to mint, no write.
+    since = audit.now()
+    for tasks in (revoke, token_task(kube_cluster, alias="default", dest=str(dest), **sa)):
+        for check_mode in (True, False):
+            again = ansible.run(tasks, check=check_mode).task(TASK)
+            assert again["changed"] is False, again
+    assert audit.writes_since(since, **scope(sa)) == []
+    assert token_in(dest) == new
+
+
+def test_revoke_after_keeps_the_old_token_until_the_new_one_is_that_old(ansible, kube_cluster, kube_client, audit, sa, tmp_path):
+    dest = tmp_path / "kc"
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa))
+    old = token_in(dest)
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), force=True, **sa))
+    old_secret, new_secret = bound_secrets(kube_client, sa)
+    since = audit.now()
+    kept = ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), state="revoke_others", revoke_after="1h", **sa))
+    result = kept.task(TASK)
+    assert result["changed"] is False and result["revoked"] == [] and result["pending"] == [old_secret], result
+    assert audit.writes_since(since, **scope(sa)) == []
+    assert authenticated(kube_client, old)[0] is True
+    # The partner: a few seconds are enough with revoke_after 2s.
+    time.sleep(3)
+    result = ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), state="revoke_others", revoke_after="2s", **sa)).task(TASK)
+    assert result["changed"] is True and result["revoked"] == [old_secret], result
+    assert bound_secrets(kube_client, sa) == [new_secret]
+    assert refused_within(kube_client, old)
+
+
+def test_a_token_minted_but_never_published_is_revoked_and_the_published_one_kept(ansible, kube_cluster, kube_client, sa, tmp_path):
+    """A run that minted but failed before publishing: the published kubeconfig still holds the
+    first token; the next revoke_others removes the unpublished one, not the published one."""
+    published = tmp_path / "published"
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(published), **sa))
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(tmp_path / "lost"), **sa))
+    lost = token_in(tmp_path / "lost")
+    first, second = bound_secrets(kube_client, sa)
+    result = ansible.run(token_task(kube_cluster, alias="default", current={"path": str(published)}, dest=str(published),
+                                    state="revoke_others", **sa)).task(TASK)
+    assert result["revoked"] == [second] and result["kept"] == first, result
+    assert refused_within(kube_client, lost)
+    assert authenticated(kube_client, token_in(published))[0] is True
+
+
+def test_absent_revokes_every_token_and_revoke_others_then_refuses(ansible, kube_cluster, kube_client, audit, sa, tmp_path):
+    dest = tmp_path / "kc"
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa))
+    old = token_in(dest)
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), force=True, **sa))
+    new = token_in(dest)
+    secrets = bound_secrets(kube_client, sa)
+    absent = [{"name": TASK, "prow.build_cluster.ksa_token": {"kubeconfig": str(kube_cluster.kubeconfig), "state": "absent", **sa}}]
+
+    since = audit.now()
+    check = ansible.run(absent, check=True).task(TASK)
+    assert check["changed"] is True and check["revoked"] == secrets, check
+    assert audit.writes_since(since, **scope(sa)) == []
+    assert authenticated(kube_client, new)[0] is True
+
+    result = ansible.run(absent).task(TASK)
+    assert result["changed"] is True and result["revoked"] == secrets, result
+    assert bound_secrets(kube_client, sa) == []
+    assert refused_within(kube_client, old) and refused_within(kube_client, new)
+    since = audit.now()
+    assert ansible.run(absent).task(TASK)["changed"] is False
+    assert audit.writes_since(since, **scope(sa)) == []
+
+    # Nothing published works any more: revoke_others refuses (a real run fails, check mode says no change).
+    revoke = token_task(kube_cluster, alias="default", dest=str(dest), state="revoke_others", **sa)
+    refused = ansible.run(revoke).task(TASK)
+    assert refused["failed"] is True and "nothing revoked: the published token cannot be kept" in refused["msg"], refused
+    assert ansible.run(revoke, check=True).task(TASK)["changed"] is False
+    # And the next present run mints a new, bound token.
+    assert ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa)).task(TASK)["rotated"] is True
+    assert len(bound_secrets(kube_client, sa)) == 1
+
+
+def test_a_token_bound_to_no_secret_is_rotated(ansible, kube_cluster, kube_client, sa, tmp_path):
+    """A token minted before bound tokens (or by hand) cannot be revoked: it is replaced by a bound one."""
+    dest = tmp_path / "kc"
+    ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa))
+    config = yaml.safe_load(dest.read_text())
+    unbound = client.CoreV1Api(kube_client).create_namespaced_service_account_token(
+        sa["service_account"], sa["namespace"], client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=48 * 3600))).status.token
+    config["users"][0]["user"]["token"] = unbound
+    dest.write_text(yaml.safe_dump(config))
+    result = ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa), check=True).task(TASK)
+    assert result["rotated"] is True and result["reason"] == "the token is not bound to a Secret, so it could not be revoked", result
+    # The partner: a bound token in the same kubeconfig is kept.
+    assert ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa)).task(TASK)["rotated"] is True
+    assert ansible.run(token_task(kube_cluster, alias="default", dest=str(dest), **sa)).task(TASK)["rotated"] is False
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"duration": "72h", "platform": "gke"}, "duration 72h exceeds 48h, the longest token GKE grants"),
     ({"duration": "72h", "gke": "projects/p/locations/l/clusters/c", "kubeconfig": None},
@@ -234,6 +386,8 @@ def test_token_of_another_cluster_is_rotated(ansible, kube_cluster, sa, tmp_path
     ({"alias": "build/team"}, "alias 'build/team' is not usable"),
     ({"dest": None}, "set dest, or return_content: true"),
     ({"current": {"secret": "my-secret"}}, "current: secret 'my-secret' is not of the form projects/PROJECT/secrets/SECRET"),
+    ({"state": "revoke_others", "revoke_after": "soon"}, "revoke_after: invalid duration 'soon'"),
+    ({"state": "revoke_others", "alias": None}, "alias is required with state revoke_others"),
 ])
 def test_bad_input_fails_before_any_call(ansible, kube_cluster, audit, sa, tmp_path, params, message):
     args = {"kubeconfig": str(kube_cluster.kubeconfig), "alias": "default", "dest": str(tmp_path / "kc"), **sa, **params}

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -255,6 +256,90 @@ def test_rotation_only_when_due_and_then_publishes_a_reviewed_token(onboarded):
     assert before not in forced.stdout and after not in forced.stdout
     verified = playbook(env, "verify.yml", "-e", f"@{VARS}")
     assert verified.returncode == 0, verified.stdout[-3000:]
+
+
+def build_cluster_of(state, alias="build-sandbox"):
+    """The sandbox cluster the composite kubeconfig's context ``alias`` points at (its admin kubeconfig)."""
+    config = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())
+    context = next(c["context"] for c in config["contexts"] if c["name"] == alias)
+    server = next(c["cluster"]["server"] for c in config["clusters"] if c["name"] == context["cluster"])
+    return next(c for c in list_clusters(state) if c.server == server)
+
+
+def token_of(state, alias="build-sandbox"):
+    config = yaml.safe_load((state / "out" / "composite.kubeconfig").read_text())
+    return next(u["user"]["token"] for u in config["users"] if u["name"] == alias)
+
+
+def token_review(cluster, token):
+    """TokenReview (authentication.k8s.io/v1) with the cluster's admin credentials: whether ``token`` authenticates."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+    out = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "create", "-o", "json", "-f", "-"],
+                         input=json.dumps(review), capture_output=True, text=True, check=True).stdout
+    return bool(json.loads(out)["status"].get("authenticated"))
+
+
+def refused_within(cluster, token, seconds=30):
+    """The apiserver caches successful authentications for about 10 s: a revocation shows after that."""
+    deadline = time.monotonic() + seconds
+    while token_review(cluster, token):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+def test_rotation_revokes_the_old_token_only_after_revoke_after_and_a_rerun_is_a_no_op(onboarded):
+    state, env, _first = onboarded
+    cluster = build_cluster_of(state)
+    old = token_of(state)
+    forced = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "force_rotation=true")
+    assert forced.returncode == 0, forced.stdout[-3000:]
+    new = token_of(state)
+    assert new != old
+    # Published, but younger than revoke_after (15m): the old token still works, and is pending.
+    assert "pending (younger than 15m)" in " ".join(forced.stdout.split()), forced.stdout[-3000:]
+    assert token_review(cluster, old) and token_review(cluster, new)
+
+    since = datetime.now(timezone.utc)
+    revoked = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "credentials_revoke_after=0")
+    assert revoked.returncode == 0, revoked.stdout[-3000:]
+    assert [task for task, host in changed_tasks(revoked) if host == "build-sandbox"] == [
+        "prow.build_cluster.credentials : Revoke the other tokens of Prow's ServiceAccount in build-sandbox"], revoked.stdout[-3000:]
+    writes = kube_writes(state, since)
+    assert writes and all(w.split(": ", 1)[1].startswith("delete /api/v1/namespaces/default/secrets/") for w in writes), writes
+    assert refused_within(cluster, old), "the old token still authenticates after its revocation"
+    assert token_review(cluster, new)
+    assert token_of(state) == new
+
+    since = datetime.now(timezone.utc)
+    again = playbook(env, "rotate.yml", "-e", f"@{VARS}", "-e", "credentials_revoke_after=0")
+    assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]
+    assert kube_writes(state, since) == [] and gcp_writes(state, since) == []
+    verified = playbook(env, "verify.yml", "-e", f"@{VARS}")
+    assert verified.returncode == 0, verified.stdout[-3000:]
+
+
+def test_offboarding_revokes_every_token_of_the_cluster(onboarded):
+    state, env, _first = onboarded
+    cluster = build_cluster_of(state)
+    token = token_of(state)
+    assert token_review(cluster, token)
+    off = playbook(env, "offboard.yml", "-e", f"@{VARS}", "--limit", "build-sandbox")
+    assert off.returncode == 0, off.stdout[-4000:]
+    assert ("prow.build_cluster.credentials : Revoke every token of Prow's ServiceAccount in build-sandbox",
+            "build-sandbox") in changed_tasks(off), changed_tasks(off)
+    assert refused_within(cluster, token), "an offboarded cluster's token still authenticates"
+    bound = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "secrets", "-A", "-o", "name",
+                            "-l", "app.kubernetes.io/managed-by=prow.build_cluster.ksa_token"],
+                           capture_output=True, text=True, check=True).stdout
+    assert bound.strip() == ""
+    # The partner: onboarding again mints a token that authenticates; its re-run is a no-op.
+    back = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert token_review(cluster, token_of(state)) and not token_review(cluster, token)
+    again = playbook(env, "onboard.yml", "-e", f"@{VARS}")
+    assert recap(again)["changed"] == 0, again.stdout[-3000:]
 
 
 def build_kubectl(state, *args):

@@ -114,6 +114,7 @@ CASES = [
     ("token_duration not a duration", cluster(token_duration="two days"), [AT, "token_duration: invalid duration"]),
     ("rotate_before as long as the token", cluster(rotate_before="48h"), [AT, "rotate_before (48h) must be shorter"]),
     ("rotate_before not a duration", cluster(rotate_before="soon"), [AT, "rotate_before: invalid duration"]),
+    ("revoke_after not a duration", cluster(revoke_after="later"), [f"{AT}.revoke_after", "revoke_after: invalid duration 'later'"]),
     ("cluster_role with a slash", cluster(cluster_role="edit/all"), [f"{AT}.cluster_role", "is not a valid RBAC name"]),
     ("cluster_role that does not exist", kubeconfig_cluster(cluster_role="no-such-role"),
      ["cluster_role: ClusterRole no-such-role does not exist"]),

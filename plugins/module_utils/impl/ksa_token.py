@@ -19,7 +19,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
-from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError, fail_on_api_error
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint, format_duration, parse_duration
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
@@ -28,6 +28,11 @@ from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
     K8S_AUTH_MUTUALLY_EXCLUSIVE,
     connect,
 )
+
+# Every token is bound to a Secret of its own (boundObjectRef): deleting the Secret revokes it.
+BOUND_LABELS = {"app.kubernetes.io/managed-by": "prow.build_cluster.ksa_token"}
+BOUND_SELECTOR = ",".join(f"{k}={v}" for k, v in BOUND_LABELS.items())
+SA_ANNOTATION = "prow.build-cluster/service-account"
 
 GKE_MAX_SECONDS = 48 * 3600
 MIN_SECONDS = 600  # TokenRequest rejects expirationSeconds below 10 minutes
@@ -39,9 +44,10 @@ def argument_spec():
     spec = copy.deepcopy(K8S_AUTH_ARGSPEC)
     spec.update(copy.deepcopy(GCP_AUTH_ARGSPEC))
     spec.update(
+        state={"type": "str", "default": "present", "choices": ["present", "revoke_others", "absent"]},
         service_account={"type": "str", "default": "serviceaccount-cluster-admin"},
         namespace={"type": "str", "default": "default"},
-        alias={"type": "str", "required": True},
+        alias={"type": "str"},
         duration={"type": "str", "default": "48h"},
         rotate_before={"type": "str", "default": "24h"},
         force={"type": "bool", "default": False},
@@ -49,6 +55,7 @@ def argument_spec():
         current={"type": "dict", "options": copy.deepcopy(sources.SOURCE_OPTIONS)},
         dest={"type": "path"},
         return_content={"type": "bool", "default": False},
+        revoke_after={"type": "str", "default": "0"},
     )
     return spec
 
@@ -82,13 +89,27 @@ def lifetimes_error(duration, rotate_before, on_gke, names=("duration", "rotate_
 def validate(module):
     """Every check that needs no API call; returns (duration, rotate_before) in seconds."""
     params = module.params
+    state = params.get("state") or "present"
+    if state != "absent" and not params["alias"]:
+        module.fail_json(msg=f"alias is required with state {state}")
     for error in (
         dns_subdomain_error(params["service_account"], "service_account"),
         dns_label_error(params["namespace"], "namespace"),
-        alias_error(params["alias"]),
+        alias_error(params["alias"]) if state != "absent" or params["alias"] else None,
     ):
         if error:
             module.fail_json(msg=error)
+    error = revoke_after_error(params.get("revoke_after"))
+    if error:
+        module.fail_json(msg=error)
+    if state != "present":
+        if state == "revoke_others" and params["current"] is None and not params["dest"]:
+            module.fail_json(msg="state revoke_others needs the published kubeconfig: set current (or dest)")
+        if params["current"] is not None:
+            error = sources.validate(params["current"], "current")
+            if error:
+                module.fail_json(msg=error)
+        return None, None
     on_gke = params["platform"] == "gke" or (params["platform"] == "auto" and bool(params.get("gke")))
     error, seconds = lifetimes_error(params["duration"], params["rotate_before"], on_gke)
     if error:
@@ -105,6 +126,22 @@ def validate(module):
         if error:
             module.fail_json(msg=error)
     return duration, rotate_before
+
+
+def revoke_seconds(value):
+    """``revoke_after`` in seconds: a duration, or 0 (``0``, ``0s``) to revoke at once."""
+    text = str(value if value is not None else "0").strip().lower()
+    if text in ("0", "0s", "0m", "0h"):
+        return 0
+    return parse_duration(text)
+
+
+def revoke_after_error(value):
+    try:
+        revoke_seconds(value)
+    except ValueError as exc:
+        return f"revoke_after: {exc}"
+    return None
 
 
 def gke_cap_message(duration):
@@ -156,17 +193,68 @@ def cluster_ca(module, client, namespace):
     return base64.b64encode(pem.encode("utf-8")).decode("ascii")
 
 
+def secrets_path(namespace):
+    return f"/api/v1/namespaces/{namespace}/secrets"
+
+
+def bound_secret_of(token):
+    """(name, uid) of the Secret a ServiceAccount token is bound to (its ``kubernetes.io.secret`` claim), or None."""
+    secret = ((kc.token_claims(token) or {}).get("kubernetes.io") or {}).get("secret") or {}
+    if not isinstance(secret, dict) or not secret.get("name"):
+        return None
+    return secret["name"], secret.get("uid")
+
+
+def bound_secrets(client, namespace, service_account):
+    """The Secrets this module created for the tokens of ``service_account``, oldest first."""
+    listed = client.request("GET", secrets_path(namespace), query={"labelSelector": BOUND_SELECTOR},
+                            resource=f"secrets in {namespace}", allow_404=True) or {}
+    items = [item for item in listed.get("items") or []
+             if ((item.get("metadata") or {}).get("annotations") or {}).get(SA_ANNOTATION) == service_account]
+    return sorted(items, key=lambda item: (item["metadata"].get("creationTimestamp") or "", item["metadata"]["name"]))
+
+
+def create_bound_secret(client, namespace, service_account):
+    """A Secret of no content for one token to be bound to: deleting it revokes that token."""
+    body = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"generateName": f"{service_account[:40]}-token-", "namespace": namespace,
+                     "labels": dict(BOUND_LABELS), "annotations": {SA_ANNOTATION: service_account}},
+    }
+    return client.request("POST", secrets_path(namespace), body, resource=f"secret {namespace}/{service_account}-token-*")
+
+
+def delete_secret(client, namespace, secret):
+    meta = secret["metadata"]
+    client.request("DELETE", f"{secrets_path(namespace)}/{meta['name']}",
+                   {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": meta["uid"]}},
+                   resource=f"secret {namespace}/{meta['name']}", allow_404=True)
+
+
 def mint(module, client, duration):
-    """(token, expiry) from a TokenRequest, with the expiry the server granted."""
+    """(token, expiry, bound Secret's name) from a TokenRequest bound to a new Secret, with the expiry the server granted."""
     params = module.params
     namespace, name = params["namespace"], params["service_account"]
-    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": duration}}
+    try:
+        secret = create_bound_secret(client, namespace, name)
+    except ApiError as exc:
+        if exc.status == 404:
+            module.fail_json(msg=f"namespace {namespace} does not exist: create the ServiceAccount first "
+                                 f"(prow.build_cluster.gke_admin_ksa); {exc}", status=404)
+        raise
+    meta = secret["metadata"]
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
+        "expirationSeconds": duration,
+        "boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]},
+    }}
     try:
         response = client.request(
             "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body,
             resource=f"serviceaccounts/token {namespace}/{name}",
         )
     except ApiError as exc:
+        # The Secret would bind nothing: remove it (a later revoke_others would, too).
+        delete_secret(client, namespace, secret)
         if exc.status == 404:
             module.fail_json(
                 msg=f"ServiceAccount {namespace}/{name} does not exist: create it first (prow.build_cluster.gke_admin_ksa); {exc}",
@@ -177,7 +265,7 @@ def mint(module, client, duration):
     if not status.get("token") or not status.get("expirationTimestamp"):
         module.fail_json(msg=f"TokenRequest for {namespace}/{name} returned no token or no expirationTimestamp")
     module.no_log_values.add(status["token"])
-    return status["token"], kc.parse_timestamp(status["expirationTimestamp"])
+    return status["token"], kc.parse_timestamp(status["expirationTimestamp"]), meta["name"]
 
 
 def describe(config, alias):
@@ -193,6 +281,7 @@ def describe(config, alias):
         "ca": fingerprint(kc.normal_ca(ca_data) or b""),
         "token": fingerprint(token),
         "token_expiry": expiry.isoformat() if expiry else None,
+        "bound_secret": (bound_secret_of(token) or (None,))[0] if token else None,
     }
 
 
@@ -210,6 +299,11 @@ def run(module):
     if not kc.HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     duration, rotate_before = validate(module)
+    if module.params["state"] != "present":
+        try:
+            revoke(module)
+        except ApiError as exc:
+            fail_on_api_error(module, exc)
     params = module.params
     alias, dest = params["alias"], params["dest"]
     expected_user = f"system:serviceaccount:{params['namespace']}:{params['service_account']}"
@@ -225,13 +319,16 @@ def run(module):
     if reason is None:
         # Cheap checks passed; only the server knows about revocation and foreign issuers.
         reason = kc.review_reason(client.token_review(kc.credential(current, alias)[2]), expected_user)
+    if reason is None and bound_secret_of(kc.credential(current, alias)[2]) is None:
+        reason = "the token is not bound to a Secret, so it could not be revoked"
 
-    token = expiry = None
+    token = expiry = bound = None
     if reason is None:
         token = kc.credential(current, alias)[2]
         expiry = kc.token_expiry(token)
+        bound = bound_secret_of(token)[0]
     elif not module.check_mode:
-        token, expiry = mint(module, client, duration)
+        token, expiry, bound = mint(module, client, duration)
         # Nothing is published (file, return value, then Secret Manager) before the server
         # has accepted the new token as the expected identity: Prow keeps the old one until then.
         refused = kc.review_reason(client.token_review(token), expected_user)
@@ -257,7 +354,8 @@ def run(module):
         after = describe(effective, alias)
     else:  # check mode, a token would be minted: show what is known of the new kubeconfig
         after = {"context": alias, "server": server, "ca": fingerprint(kc.normal_ca(ca_data) or b""),
-                 "token": "(minted on apply)", "token_expiry": "(granted by the server)"}
+                 "token": "(minted on apply)", "token_expiry": "(granted by the server)",
+                 "bound_secret": f"(created on apply: {params['service_account'][:40]}-token-*)"}
     result = {
         "changed": changed,
         "rotated": reason is not None,
@@ -268,6 +366,7 @@ def run(module):
         "service_account": expected_user,
         "server": server,
         "alias": alias,
+        "bound_secret": bound,
         "diff": {"before": describe(current, alias), "after": after},
     }
     if dest:
@@ -275,3 +374,64 @@ def run(module):
     if params["return_content"] and content is not None:
         result["kubeconfig"] = sources.return_in_clear(module, content)
     module.exit_json(**result)
+
+
+def age_seconds(secret, now):
+    created = (secret.get("metadata") or {}).get("creationTimestamp")
+    return (now - kc.parse_timestamp(created)).total_seconds() if created else 0
+
+
+def revoke(module):
+    """state revoke_others (every token of the ServiceAccount but the published one) or absent (every one).
+
+    A token is revoked by deleting the Secret it is bound to. With revoke_others a Secret goes once
+    both it and the published token's Secret are ``revoke_after`` old: an older token was superseded
+    that long ago (Prow had the time to load the new one), a newer one was minted that long ago and
+    never published (a run that failed before storing it). The published token must authenticate as
+    the ServiceAccount and be bound to a Secret, otherwise nothing is revoked: its Secret is the
+    one that stays.
+    """
+    params = module.params
+    namespace, name, state = params["namespace"], params["service_account"], params["state"]
+    expected_user = f"system:serviceaccount:{namespace}:{name}"
+    keep, why_not = None, None
+    if state == "revoke_others":
+        current, label, unreadable = read_current(module)
+    client = connect(module, would="revoke the tokens of its ServiceAccount")
+    if state == "revoke_others":
+        token = (kc.credential(current, params["alias"]) or (None, None, None))[2] if current else None
+        why_not = unreadable or (None if token else f"{label or 'the current kubeconfig'} holds no token of context {params['alias']!r}")
+        if why_not is None:
+            why_not = kc.review_reason(client.token_review(token), expected_user)
+        if why_not is None:
+            keep = bound_secret_of(token)
+            if keep is None:
+                why_not = "the published token is not bound to a Secret"
+        if why_not:
+            message = f"nothing revoked: the published token cannot be kept ({why_not}); rotate first"
+            if module.check_mode:  # the real run's ksa_token before this call mints and stores one
+                module.exit_json(changed=False, revoked=[], pending=[], kept=None, msg=message)
+            module.fail_json(msg=message)
+
+    now = datetime.now(timezone.utc)
+    secrets = bound_secrets(client, namespace, name)
+    revoke_after = revoke_seconds(params["revoke_after"])
+    kept_secret = next((s for s in secrets if keep and s["metadata"]["name"] == keep[0]), None)
+    kept_age = age_seconds(kept_secret, now) if kept_secret else float("inf")
+    revoked, pending = [], []
+    for secret in secrets:
+        meta = secret["metadata"]
+        if keep and meta["name"] == keep[0]:
+            continue
+        if state == "absent" or min(age_seconds(secret, now), kept_age) >= revoke_after:
+            revoked.append(meta["name"])
+            if not module.check_mode:
+                delete_secret(client, namespace, secret)
+        else:
+            pending.append(meta["name"])
+    module.exit_json(
+        changed=bool(revoked), revoked=revoked, pending=pending, kept=keep[0] if keep else None,
+        service_account=expected_user,
+        diff={"before": {"bound_secrets": [s["metadata"]["name"] for s in secrets]},
+              "after": {"bound_secrets": [s["metadata"]["name"] for s in secrets if s["metadata"]["name"] not in revoked]}},
+    )

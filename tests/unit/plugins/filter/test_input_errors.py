@@ -23,6 +23,8 @@ GOOD = [
     ("rbac_name", "system:aggregate-to-edit"),
     ("secret_resource", "projects/prow-project/secrets/prow_build_cluster_kubeconfig_a"),
     ("token_lifetimes", LIFETIMES),
+    ("revoke_after", "15m"),
+    ("revoke_after", "0"),
     ("at_least", {"value": 1, "module": "gke_cluster", "minimum": "MIN_NODE_COUNT"}),
     ("module_option", {"module": "gke_cluster", "option": "release_channel", "value": "STABLE"}),
 ]
@@ -45,6 +47,7 @@ BAD = [
     ("token_lifetimes", dict(LIFETIMES, duration="72h"), "exceeds 48h"),
     ("token_lifetimes", dict(LIFETIMES, rotate_before="48h"), "rotate_before (48h) must be shorter"),
     ("token_lifetimes", dict(LIFETIMES, duration="forever"), "token_duration: invalid duration"),
+    ("revoke_after", "soon", "revoke_after: invalid duration 'soon'"),
     ("at_least", {"value": 0, "module": "gke_cluster", "minimum": "MIN_NODE_COUNT"}, "0 is less than 1, the minimum"),
     ("module_option", {"module": "gke_cluster", "option": "release_channel", "value": "FAST"}, "must be one of"),
 ]

@@ -18,7 +18,7 @@ class FakeModule:
         self.params = {
             "service_account": "serviceaccount-cluster-admin", "namespace": "default", "alias": "default",
             "duration": "48h", "rotate_before": "24h", "platform": "auto", "gke": None, "current": None,
-            "dest": "/tmp/kc", "return_content": False, "force": False, **params,
+            "dest": "/tmp/kc", "return_content": False, "force": False, "state": "present", "revoke_after": "0", **params,
         }
         self.no_log = False
 
@@ -60,3 +60,38 @@ def test_long_durations_allowed_off_gke(params, expected):
 @pytest.mark.parametrize("alias", ["default", "build-myteam", "gke_proj_us-west1_c", "k8s-infra.prow-build"])
 def test_usable_aliases(alias):
     assert mod.alias_error(alias) is None
+
+
+def jwt(claims):
+    import base64  # pylint: disable=import-outside-toplevel
+    import json  # pylint: disable=import-outside-toplevel
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"e30.{body}.sig"
+
+
+def test_the_bound_secret_is_read_from_the_tokens_claims():
+    bound = {"kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "sa", "uid": "1"},
+                               "secret": {"name": "sa-token-abcde", "uid": "2"}}}
+    assert mod.bound_secret_of(jwt(bound)) == ("sa-token-abcde", "2")
+    assert mod.bound_secret_of(jwt({"kubernetes.io": {"namespace": "default"}})) is None  # TokenRequest without boundObjectRef
+    assert mod.bound_secret_of("not-a-jwt") is None
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0), ("0s", 0), (None, 0), ("15m", 900), ("1h", 3600)])
+def test_revoke_after(value, seconds):
+    assert mod.revoke_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"state": "revoke_others", "alias": None}, "alias is required with state revoke_others"),
+    ({"state": "revoke_others", "dest": None}, "needs the published kubeconfig: set current (or dest)"),
+    ({"state": "revoke_others", "revoke_after": "-1m"}, "revoke_after: invalid duration"),
+])
+def test_bad_input_of_revocation(params, message):
+    with pytest.raises(Failed) as err:
+        mod.validate(FakeModule(**params))
+    assert message in str(err.value)
+
+
+def test_absent_needs_neither_alias_nor_dest():
+    assert mod.validate(FakeModule(state="absent", alias=None, dest=None)) == (None, None)
