@@ -16,6 +16,7 @@ import json
 import os
 from datetime import datetime, timezone
 
+import google.auth.exceptions
 import pytest
 from google.auth import identity_pool
 from google.auth.transport.requests import AuthorizedSession
@@ -138,7 +139,9 @@ def test_federated_job_identity_onboard_write_refusal_rerun_and_offboard(sandbox
     gone = operator.get(f"{endpoints['iam']}{PROVIDER}")
     assert gone.status_code == 404 or gone.json().get("state") == "DELETED", gone.text
     assert operator.get(f"{endpoints['iam']}/v1/projects/{PROJECT}/locations/global/workloadIdentityPools/{POOL}").json()["state"] == "ACTIVE"
-    assert upload(endpoints, job_session(core, info, tmp_path), "logs/federated/4/started.json").status_code in (400, 401, 403)
+    # The provider gone, STS refuses the exchange itself (the principal's grant is gone too).
+    with pytest.raises(google.auth.exceptions.OAuthError, match="invalid_target"):
+        upload(endpoints, job_session(core, info, tmp_path), "logs/federated/4/started.json")
 
 
 def test_federated_inputs_are_checked_before_any_write(sandbox, tmp_path):
