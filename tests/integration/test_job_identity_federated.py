@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import google.auth.exceptions
 import pytest
+import yaml
 from google.auth import identity_pool
 from google.auth.transport.requests import AuthorizedSession
 from kubernetes import client, config
@@ -100,6 +101,11 @@ def test_federated_job_identity_onboard_write_refusal_rerun_and_offboard(sandbox
                     "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
                     "token_url": f"{endpoints['sts']}/v1/token",
                     "credential_source": {"file": "/var/run/secrets/tokens/gcs/token"}}
+
+    # The decoration entry names that Secret (gcs_credentials_secret).
+    decoration = yaml.safe_load((state / "out" / ALIAS / "decoration-config.yaml").read_text())
+    [entry] = decoration["plank"]["default_decoration_config_entries"]
+    assert entry["cluster"] == ALIAS and entry["config"]["gcs_credentials_secret"] == "gcs-credentials", entry
 
     # A job's token, exchanged by google-auth from the delivered configuration, writes as the principal.
     session = job_session(core, info, tmp_path)

@@ -126,9 +126,9 @@ def module_kwargs():
             job_identity={"type": "str", "choices": ["gsa", "direct", "federated"], "default": "gsa"},
             federation_pool={"type": "str"},
             federation_provider={"type": "str"},
-            credential_secret={"type": "str", "default": "gcs-credentials"},
+            credential_secret={"type": "str", "default": "gcs-credentials", "no_log": False},  # a name
             credential_secret_key={"type": "str", "default": "service-account.json", "no_log": False},
-            token_path={"type": "str", "default": "/var/run/secrets/tokens/gcs/token"},
+            token_path={"type": "str", "default": "/var/run/secrets/tokens/gcs/token", "no_log": False},  # a path
             state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         ),
         "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE + K8S_AUTH_MUTUALLY_EXCLUSIVE,
