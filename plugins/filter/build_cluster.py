@@ -127,11 +127,14 @@ def job_identity_conflicts(clusters):
     Workload Identity's pool is the project's (``PROJECT.svc.id.goog``), not the cluster's: the job KSA of
     every cluster of a project with the same pod namespace and name is ONE identity, and the job GSA of the
     same name one account. ``job_identity: direct`` deletes that GSA, so clusters of one project that share
-    the KSA must agree on ``job_identity``.
+    the KSA must agree on ``job_identity``. ``job_identity: federated`` (a cluster outside GKE) is an identity
+    of its own pool and provider, and touches no GSA: it shares nothing with them.
     """
     identities = {}
     for settings in clusters:
         settings = _settings(settings, "job_identity_conflicts")
+        if settings.get("job_identity") == "federated":
+            continue
         shared = (settings.get("project", ""), settings.get("pod_namespace", "test-pods"),
                   settings.get("job_service_account", "prowjob-default-sa"))
         identities.setdefault(shared, {}).setdefault(settings.get("job_identity", "gsa"), []).append(settings.get("alias", "?"))

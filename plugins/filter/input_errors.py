@@ -67,6 +67,12 @@ def _rbac_name(value, what):
     return _impl("gke_admin_ksa").path_segment_error(value, what)
 
 
+def _wif_id_error(value):
+    from ansible_collections.prow.build_cluster.plugins.module_utils import _wif  # pylint: disable=import-outside-toplevel
+
+    return _wif.id_error(value if isinstance(value, str) else "", "ID")
+
+
 # kind -> function(value, what) returning why the value is refused, or None.
 CHECKS = {
     "project_id": lambda value, what: v.project_id_error(value, "project"),
@@ -84,6 +90,9 @@ CHECKS = {
     "module_option": _module_option,
     "at_least": _at_least,
     "rbac_name": _rbac_name,
+    "wif_id": lambda value, what: _wif_id_error(value),
+    "secret_key": lambda value, what: _impl("workload_identity_binding").secret_key_error(value, "key"),
+    "pod_path": lambda value, what: _impl("workload_identity_binding").token_path_error(value, "path"),
 }
 
 

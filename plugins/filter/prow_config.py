@@ -93,8 +93,11 @@ class _Check:
 
 
 # ---------------------------------------------------------------- per build cluster
-def build_cluster_files(alias, bucket, job_service_account, rotation):
-    """decoration-config.yaml, rotation-periodic.yaml and rotation-cronjob.yaml of one build cluster."""
+def build_cluster_files(alias, bucket, job_service_account, rotation, gcs_credentials_secret=""):
+    """decoration-config.yaml, rotation-periodic.yaml and rotation-cronjob.yaml of one build cluster.
+
+    ``gcs_credentials_secret``: empty, or (``job_identity: federated``) the Secret in the pod namespace
+    holding the jobs' external_account credential configuration (the gcs_access role's)."""
     check = _Check("build_cluster_files")
     check.label(alias, "alias")
     if len("rotate-" + alias) > _CRONJOB_NAME_MAX:
@@ -103,6 +106,8 @@ def build_cluster_files(alias, bucket, job_service_account, rotation):
     if bucket.startswith("gs://") or "/" in bucket:
         check.fail("bucket", f"must be a bucket name, without gs:// or a path, got {bucket!r}")
     check.name(job_service_account, "job_service_account")
+    if gcs_credentials_secret != "":
+        check.name(gcs_credentials_secret, "gcs_credentials_secret")
     check.mapping(rotation, "rotation", ROTATION_KEYS, ROTATION_KEYS)
     for key in ("schedule", "cluster", "image"):
         check.string(rotation[key], f"rotation.{key}")
@@ -129,8 +134,9 @@ def build_cluster_files(alias, bucket, job_service_account, rotation):
             "gcs_configuration": {"bucket": bucket},
             "default_service_account_name": job_service_account,
             # Explicitly empty: an inherited key-file secret would be mounted into every job
-            # pod, and that Secret does not exist in a new cluster.
-            "gcs_credentials_secret": "",
+            # pod, and that Secret does not exist in a new cluster. A cluster outside GKE
+            # (job_identity federated) names its credential configuration Secret.
+            "gcs_credentials_secret": gcs_credentials_secret,
         },
     }]}}
     periodic = {"periodics": [{

@@ -56,6 +56,20 @@ def direct_member(project_number, pool, namespace, name):
             f"workloadIdentityPools/{pool}/subject/ns/{namespace}/sa/{name}")
 
 
+def federated_member(project_number, pool, namespace, name):
+    """The principal:// member of a KSA of a cluster outside GKE, through a Workload Identity Federation
+    pool whose provider maps google.subject=assertion.sub: the token's subject,
+    system:serviceaccount:NAMESPACE:NAME."""
+    return (f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
+            f"workloadIdentityPools/{pool}/subject/system:serviceaccount:{namespace}:{name}")
+
+
+def federated_audience(project_number, pool, provider):
+    """The STS audience of a pool's provider (what the KSA token's audience and the credential configuration name)."""
+    return (f"//iam.googleapis.com/projects/{project_number}/locations/global/"
+            f"workloadIdentityPools/{pool}/providers/{provider}")
+
+
 def normalize_member(member):
     """The form IAM stores: the email part lowercased (IAM compares emails without case)."""
     kind, sep, value = member.partition(":")

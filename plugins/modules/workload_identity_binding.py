@@ -49,9 +49,38 @@ options:
     description:
       - C(gsa), the KSA impersonates O(gcp_service_account) (annotation and C(roles/iam.workloadIdentityUser)).
       - C(direct), the KSA's own federated identity is used (no annotation, no GSA); grant RV(member) where the jobs write.
+      - C(federated), a cluster outside GKE through Workload Identity Federation (O(federation_pool) of O(project),
+        O(federation_provider) for this cluster's issuer, made by M(prow.build_cluster.workload_identity_pool_provider)
+        with C(google.subject=assertion.sub)), the KSA without annotation, its member
+        C(principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/system:serviceaccount:NS:KSA)
+        returned as RV(member) to grant, and the Secret O(credential_secret) in O(namespace) whose key
+        O(credential_secret_key) holds the C(external_account) credential configuration (audience the provider's,
+        subject token the file O(token_path)), which Prow's decoration mounts as C(gcs_credentials_secret). With
+        O(state=absent) that Secret is deleted (only one carrying the label
+        C(app.kubernetes.io/managed-by=prow.build_cluster)) and the KSA stays.
     type: str
-    choices: [gsa, direct]
+    choices: [gsa, direct, federated]
     default: gsa
+  federation_pool:
+    description: With O(job_identity=federated), the Workload Identity Federation pool ID (in O(project)).
+    type: str
+  federation_provider:
+    description: With O(job_identity=federated), the ID of this cluster's OIDC provider in O(federation_pool).
+    type: str
+  credential_secret:
+    description: With O(job_identity=federated), the name of the credential configuration Secret in O(namespace).
+    type: str
+    default: gcs-credentials
+  credential_secret_key:
+    description: With O(job_identity=federated), the key of that Secret holding the configuration (the file Prow reads).
+    type: str
+    default: service-account.json
+  token_path:
+    description:
+      - With O(job_identity=federated), where the job pod finds its projected service-account token with the
+        provider's audience (the configuration's C(credential_source.file)).
+    type: str
+    default: /var/run/secrets/tokens/gcs/token
   workload_pool:
     description:
       - The cluster's Workload Identity pool, C(CLUSTER_PROJECT.svc.id.goog).

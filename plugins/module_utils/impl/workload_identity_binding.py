@@ -10,6 +10,10 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+
 from ansible_collections.prow.build_cluster.plugins.module_utils import iam
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
@@ -18,9 +22,47 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session im
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import first_error, gsa_email_error, project_id_error
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import connect, K8S_AUTH_ARGSPEC, K8S_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import parse_gke_name
+from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint
+from ansible_collections.prow.build_cluster.plugins.module_utils import _wif
 
 ANNOTATION = "iam.gke.io/gcp-service-account"
 POOL_SUFFIX = ".svc.id.goog"
+# The credential configuration Secret (job_identity federated).
+MANAGED_BY = {"app.kubernetes.io/managed-by": "prow.build_cluster"}
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+
+def secret_key_error(value, what):
+    """Why ``value`` cannot be a Secret's data key, or None."""
+    if isinstance(value, str) and SECRET_KEY.match(value) and value not in (".", ".."):
+        return None
+    return f"{what} {value!r} is not a valid Secret key ([-._a-zA-Z0-9]+)"
+
+
+def token_path_error(value, what):
+    """Why ``value`` cannot be the token file's path in the pod, or None."""
+    if isinstance(value, str) and value.startswith("/") and ".." not in value.split("/") and not value.endswith("/"):
+        return None
+    return f"{what} {value!r}: an absolute file path in the pod is required"
+
+
+def federated_errors(params):
+    """Why the federated options are refused (None when they are fine); checked before any call."""
+    return first_error(
+        _wif.id_error(params["federation_pool"] or "", "federation_pool"),
+        _wif.id_error(params["federation_provider"] or "", "federation_provider"),
+        dns_subdomain_error(params["credential_secret"], "credential_secret"),
+        secret_key_error(params["credential_secret_key"], "credential_secret_key"),
+        token_path_error(params["token_path"], "token_path"),
+    )
+
+
+def credential_config(audience, token_url, token_path):
+    """The external_account credential configuration a job's Google client libraries load: the pod's
+    projected service-account token (audience: the provider's) exchanged at STS, no key."""
+    return {"type": "external_account", "audience": audience, "subject_token_type": JWT_TOKEN_TYPE,
+            "token_url": token_url, "credential_source": {"file": token_path}}
 
 
 def resolve_pool(module):
@@ -81,11 +123,17 @@ def module_kwargs():
             service_account={"type": "str", "default": "prowjob-default-sa"},
             gcp_service_account={"type": "str"},
             workload_pool={"type": "str"},
-            job_identity={"type": "str", "choices": ["gsa", "direct"], "default": "gsa"},
+            job_identity={"type": "str", "choices": ["gsa", "direct", "federated"], "default": "gsa"},
+            federation_pool={"type": "str"},
+            federation_provider={"type": "str"},
+            credential_secret={"type": "str", "default": "gcs-credentials", "no_log": False},  # a name
+            credential_secret_key={"type": "str", "default": "service-account.json", "no_log": False},
+            token_path={"type": "str", "default": "/var/run/secrets/tokens/gcs/token", "no_log": False},  # a path
             state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         ),
         "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE + K8S_AUTH_MUTUALLY_EXCLUSIVE,
-        "required_if": [("job_identity", "gsa", ("gcp_service_account",))],
+        "required_if": [("job_identity", "gsa", ("gcp_service_account",)),
+                        ("job_identity", "federated", ("project", "federation_pool", "federation_provider"))],
         "supports_check_mode": True,
     }
 
@@ -96,13 +144,17 @@ def run(module):
     namespace, name, gsa = params["namespace"], params["service_account"], params["gcp_service_account"]
     present = params["state"] == "present"
     direct = params["job_identity"] == "direct"
+    federated = params["job_identity"] == "federated"
     error = first_error(
         dns_label_error(namespace, "namespace"),
         dns_subdomain_error(name, "service_account"),
-        None if direct else gsa_email_error(gsa, "gcp_service_account"),
+        None if direct or federated else gsa_email_error(gsa, "gcp_service_account"),
+        federated_errors(params) if federated else None,
     )
     if error:
         module.fail_json(msg=error)
+    if federated:
+        run_federated(module)
     pool = resolve_pool(module)
     if direct:
         run_direct(module, pool)
@@ -206,3 +258,94 @@ def create_ksa(client, namespace, name, gsa, resource):
             raise ApiError(resource, 404, f"namespace {namespace} does not exist; create it first ({err.message})",
                            method="POST", reason=err.reason) from None
         raise
+
+
+def run_federated(module):
+    """A cluster outside GKE (Workload Identity Federation): the KSA without annotation, its principal://
+    member of the federation pool for the caller to grant, and the credential configuration Secret that
+    Prow's decoration mounts (gcs_credentials_secret); with ``state: absent`` the Secret is deleted (one
+    this module made, by its label) and the member returned for the caller to revoke; the KSA stays."""
+    params = module.params
+    namespace, name = params["namespace"], params["service_account"]
+    pool, provider = params["federation_pool"], params["federation_provider"]
+    secret_name, key = params["credential_secret"], params["credential_secret_key"]
+    present = params["state"] == "present"
+    gcp = GcpSession(module)
+    project = gcp.require_project()
+    info = gcp.request("GET", "cloudresourcemanager", f"/v1/projects/{project}", f"project {project}")
+    number = info.get("projectNumber", "")
+    member = iam.federated_member(number, pool, namespace, name)
+    audience = iam.federated_audience(number, pool, provider)
+    config = credential_config(audience, gcp.url("sts", "/v1/token"), params["token_path"])
+    payload = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    wanted = base64.b64encode(payload.encode()).decode()
+
+    client = connect(module)
+    ksa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+    ksa_resource = f"ServiceAccount {namespace}/{name}"
+    secret_path = f"/api/v1/namespaces/{namespace}/secrets/{secret_name}"
+    secret_resource = f"Secret {namespace}/{secret_name}"
+    secret = client.get(secret_path, resource=secret_resource)
+    data = (secret or {}).get("data") or {}
+    labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
+    ours = all(labels.get(k) == v for k, v in MANAGED_BY.items())
+    result = {"member": member, "audience": audience, "workload_pool": pool, "credential_secret": secret_name,
+              "ksa_created": False, "annotation": None}
+
+    def secret_state(obj, values):
+        if obj is None:
+            return None
+        return {"secret": secret_resource, "keys": sorted(values),
+                key: fingerprint(base64.b64decode(values[key]).decode()) if values.get(key) else None}
+
+    if not present:
+        delete = secret is not None and ours
+        result["changed"] = delete
+        if secret is not None and not ours:
+            module.warn(f"{secret_resource} was not made by this collection (no label "
+                        f"app.kubernetes.io/managed-by=prow.build_cluster): left as it is")
+        if module._diff:
+            result["diff"] = {"before": secret_state(secret, data), "after": None if delete else secret_state(secret, data)}
+        if delete and not module.check_mode:
+            client.request("DELETE", secret_path, resource=secret_resource, allow_404=True)
+        module.exit_json(**result)
+
+    ksa = client.get(ksa_path, resource=ksa_resource)
+    patch = ksa_patch(ksa, None, True, direct=True) if ksa is not None else None
+    before_annotation = ((ksa or {}).get("metadata") or {}).get("annotations", {}).get(ANNOTATION)
+    result["ksa_created"] = ksa is None
+    secret_create = secret is None
+    secret_patch = None
+    if secret is not None:
+        patch_body = {}
+        if data != {key: wanted}:
+            patch_body["data"] = dict({k: None for k in data if k != key}, **{key: wanted})
+        if not ours:
+            patch_body["metadata"] = {"labels": dict(MANAGED_BY)}
+        if secret.get("type", "Opaque") != "Opaque":
+            module.fail_json(msg=f"{secret_resource} has type {secret['type']}, not Opaque: delete it, or choose "
+                                 "another credential_secret")
+        secret_patch = patch_body or None
+    result["changed"] = result["ksa_created"] or patch is not None or secret_create or secret_patch is not None
+    if module._diff:
+        result["diff"] = {
+            "before": {"ksa": ksa_resource if ksa else None, "annotation": before_annotation,
+                       "credential_config": secret_state(secret, data)},
+            "after": {"ksa": ksa_resource, "annotation": None,
+                      "credential_config": secret_state(True, {key: wanted})},
+        }
+    if module.check_mode:
+        module.exit_json(**result)
+    if result["ksa_created"]:
+        create_ksa(client, namespace, name, None, ksa_resource)
+    elif patch is not None:
+        client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+    if secret_create:
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": secret_name, "namespace": namespace, "labels": dict(MANAGED_BY)},
+                "data": {key: wanted}}
+        client.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body, resource=secret_resource)
+    elif secret_patch is not None:
+        client.request("PATCH", secret_path, secret_patch, content_type="application/merge-patch+json",
+                       resource=secret_resource)
+    module.exit_json(**result)

@@ -99,6 +99,7 @@ def test_clusters_of_one_project_sharing_the_job_ksa_must_agree_on_job_identity(
     {"alias": "b", "project": "p", "job_identity": "direct", "job_service_account": "jobs-b"},  # another KSA
     {"alias": "b", "project": "p", "job_identity": "direct", "pod_namespace": "jobs"},
     {"alias": "b", "project": "p"},  # the same identity, the same way
+    {"alias": "b", "project": "p", "job_identity": "federated"},  # its own pool and provider, no GSA touched
 ])
 def test_clusters_that_share_no_job_identity_or_agree_are_no_conflict(other):
     assert f.job_identity_conflicts([{"alias": "a", "project": "p"}, other]) == []

@@ -27,6 +27,9 @@ GOOD = [
     ("revoke_after", "0"),
     ("at_least", {"value": 1, "module": "gke_cluster", "minimum": "MIN_NODE_COUNT"}),
     ("module_option", {"module": "gke_cluster", "option": "release_channel", "value": "STABLE"}),
+    ("wif_id", "prow-build-clusters"),
+    ("secret_key", "service-account.json"),
+    ("pod_path", "/var/run/secrets/tokens/gcs/token"),
 ]
 
 BAD = [
@@ -50,6 +53,13 @@ BAD = [
     ("revoke_after", "soon", "revoke_after: invalid duration 'soon'"),
     ("at_least", {"value": 0, "module": "gke_cluster", "minimum": "MIN_NODE_COUNT"}, "0 is less than 1, the minimum"),
     ("module_option", {"module": "gke_cluster", "option": "release_channel", "value": "FAST"}, "must be one of"),
+    ("wif_id", "fed", "4 to 32"),
+    ("wif_id", "gcp-pool", "reserved by Google"),
+    ("wif_id", "Build_Team", "[a-z0-9-]"),
+    ("secret_key", "a/b", "is not a valid Secret key"),
+    ("secret_key", "..", "is not a valid Secret key"),
+    ("pod_path", "token", "an absolute file path"),
+    ("pod_path", "/var/../etc/token", "an absolute file path"),
 ]
 
 

@@ -85,6 +85,14 @@ def test_the_decoration_entry_names_the_bucket_the_job_ksa_and_an_empty_credenti
     }]}}]
 
 
+def test_a_federated_cluster_s_decoration_entry_names_its_credential_configuration_secret():
+    files = cluster_files(gcs_credentials_secret="gcs-credentials")
+    [entry] = files["decoration-config.yaml"][0]["plank"]["default_decoration_config_entries"]
+    assert entry["config"]["gcs_credentials_secret"] == "gcs-credentials"
+    with pytest.raises(AnsibleFilterError, match="gcs_credentials_secret"):
+        cluster_files(gcs_credentials_secret="Bad_Secret")
+
+
 def test_the_rotation_periodic_and_cronjob_run_the_same_pod():
     files = cluster_files(rotation=dict(ROTATION, schedule="0 * * * *", image="reg.example/ee:2", vars_configmap="cm"))
     [periodics] = files["rotation-periodic.yaml"]

@@ -170,3 +170,33 @@ def test_bucket_patch_only_for_what_differs_and_labels_merge():
     assert gcs_bucket.wanted_changes(params, bucket(labels={"team": "a", "other": "kept"})) == {}
     assert gcs_bucket.wanted_changes(params, bucket(labels={"other": "kept"})) == {"labels": {"team": "a"}}
     assert gcs_bucket.wanted_changes(dict(BUCKET_PARAMS, storage_class="NEARLINE"), bucket()) == {"storageClass": "NEARLINE"}
+
+
+def test_federated_member_audience_and_credential_configuration():
+    from ansible_collections.prow.build_cluster.plugins.module_utils import iam  # pylint: disable=import-outside-toplevel
+
+    assert iam.federated_member("123", "pool-a", "test-pods", "job") == (
+        "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool-a"
+        "/subject/system:serviceaccount:test-pods:job")
+    audience = iam.federated_audience("123", "pool-a", "build-eks")
+    assert audience == "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool-a/providers/build-eks"
+    assert workload_identity_binding.credential_config(audience, "https://sts.googleapis.com/v1/token", "/t/token") == {
+        "type": "external_account", "audience": audience, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token", "credential_source": {"file": "/t/token"}}
+
+
+def test_federated_options_are_checked_before_any_call():
+    good = {"federation_pool": "prow-build-clusters", "federation_provider": "build-eks",
+            "credential_secret": "gcs-credentials", "credential_secret_key": "service-account.json",
+            "token_path": "/var/run/secrets/tokens/gcs/token"}
+    assert workload_identity_binding.federated_errors(good) is None
+    for option, value, message in [
+        ("federation_pool", "gcp-x", "federation_pool 'gcp-x' is not a valid ID"),
+        ("federation_provider", "eks", "federation_provider 'eks' is not a valid ID"),
+        ("credential_secret", "Bad_Name", "credential_secret"),
+        ("credential_secret_key", "a/b", "credential_secret_key 'a/b' is not a valid Secret key"),
+        ("token_path", "relative/token", "token_path 'relative/token': an absolute file path"),
+        ("token_path", "/dir/", "an absolute file path"),
+    ]:
+        error = workload_identity_binding.federated_errors(dict(good, **{option: value}))
+        assert error and message in error, (option, error)
