@@ -53,7 +53,7 @@ options:
       - The host's settings, the Prow instance's and the playbook's switches (C(force_rotation), ...).
     type: str
   key:
-    description: With O(state=record), the key the replay computed (RV(key)).
+    description: With O(state=record), the key the replay computed for this host (C(key) of its entry in RV(hosts)).
     type: str
   gcp_auth:
     description: The Google credentials options every replayed call of a GCP module gets (C(gcp_auth)).

@@ -27,6 +27,11 @@ description:
   - "With O(workload_identity.job_identity=direct) (GKE direct resource access): the job KSA exists and names no GSA;
     its token is exchanged at STS, and the federated token itself (the KSA's C(principal://) member) writes the probe
     object; there is no impersonation link."
+  - "With O(workload_identity.job_identity=federated) (a cluster outside GKE, Workload Identity Federation): the job KSA
+    exists and names no GSA; the credential configuration Secret the jobs mount (O(workload_identity.credential_secret))
+    is an C(external_account) configuration of a pool's provider; a token of the KSA with the apiserver's default
+    audiences (the one every container of a pod has) is exchanged at STS for that provider; and the federated token
+    (the KSA's C(principal://) member of that pool) writes the probe object. No O(gke) connection is needed."
   - Each of these calls is made as the KSA or the GSA, with their token alone on a plain HTTP session, never with
     the operator's credentials, so a link holds only if the jobs' identity may do what it proves.
   - "With a Secret Manager O(stored.secret) read as C(latest), its versions are listed: consumers read the newest
@@ -74,7 +79,9 @@ options:
     type: str
     default: 6h
   workload_identity:
-    description: Also prove the jobs' Workload Identity chain and bucket access. Needs a O(gke) connection.
+    description:
+      - Also prove the jobs' Workload Identity chain and bucket access. Needs a O(gke) connection, but with
+        O(workload_identity.job_identity=federated).
     type: dict
     suboptions:
       service_account:
@@ -92,10 +99,19 @@ options:
       job_identity:
         description:
           - C(gsa), the jobs act as a GSA named by the KSA's annotation; C(direct), they use the KSA's own federated
-            identity, and the KSA must carry no annotation.
+            identity, and the KSA must carry no annotation; C(federated), a cluster outside GKE whose jobs use the
+            KSA's identity in a Workload Identity Federation pool, through a credential configuration Secret.
         type: str
-        choices: [gsa, direct]
+        choices: [gsa, direct, federated]
         default: gsa
+      credential_secret:
+        description: With O(workload_identity.job_identity=federated), the credential configuration Secret (in the KSA's namespace).
+        type: str
+        default: gcs-credentials
+      credential_secret_key:
+        description: The key of O(workload_identity.credential_secret) holding the configuration.
+        type: str
+        default: service-account.json
       bucket:
         description: Results bucket the jobs write to.
         type: str
@@ -157,7 +173,7 @@ gcp_service_account:
   type: str
 job_principal:
   description: The job KSA's C(principal://) member, which writes to the bucket.
-  returned: with workload_identity, job_identity direct
+  returned: with workload_identity, job_identity direct or federated
   type: str
 """
 

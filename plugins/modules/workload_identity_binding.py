@@ -77,10 +77,10 @@ options:
     default: service-account.json
   token_path:
     description:
-      - With O(job_identity=federated), where the job pod finds its projected service-account token with the
-        provider's audience (the configuration's C(credential_source.file)).
+      - With O(job_identity=federated), the service-account token file of the job pod's containers (the
+        configuration's C(credential_source.file)), by default the automounted one, which every container has.
     type: str
-    default: /var/run/secrets/tokens/gcs/token
+    default: /var/run/secrets/kubernetes.io/serviceaccount/token
   workload_pool:
     description:
       - The cluster's Workload Identity pool, C(CLUSTER_PROJECT.svc.id.goog).

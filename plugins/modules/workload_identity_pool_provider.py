@@ -48,6 +48,15 @@ options:
     description: Read the issuer (and, see O(upload_jwks), the keys) from the cluster the Kubernetes options name.
     type: bool
     default: false
+  allow_pod_tokens:
+    description:
+      - With O(oidc_from_cluster), also allow the audiences of the tokens a pod has without any volume of its own, the
+        cluster's issuer (kube-apiserver's default C(--api-audiences); a cluster with other ones names them in
+        O(allowed_audiences)), and the provider's own resource name (which a non-empty list would otherwise exclude).
+      - So that every container of a pod, Prow's sidecar and initupload included, can exchange the automounted
+        service-account token (C(/var/run/secrets/kubernetes.io/serviceaccount/token)).
+    type: bool
+    default: false
   upload_jwks:
     description:
       - With O(oidc_from_cluster), whether the cluster's keys are uploaded. C(auto) uploads them unless an anonymous

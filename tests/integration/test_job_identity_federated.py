@@ -3,8 +3,9 @@ Identity Federation, on the sandbox's kubeconfig-only build cluster.
 
 ``playbooks/onboard.yml`` as a user runs it makes the project's pool, the cluster's OIDC provider (its
 issuer private, so its keys uploaded), the job KSA, the credential configuration Secret and the bucket
-grant for the KSA's ``principal://``. A job KSA token with the provider's audience, exchanged by
-google-auth's own ``identity_pool.Credentials`` built from that Secret, writes to the bucket; with the grant
+grant for the KSA's ``principal://``. A job KSA token, exchanged by
+google-auth's own ``identity_pool.Credentials`` built from that Secret, writes (the pod's automounted
+token, with no volume of its own, as Prow's sidecar has it) to the bucket; with the grant
 removed it is refused; the next onboarding repairs exactly that; a re-run changes and writes nothing; check
 mode writes nothing; offboarding removes the Secret, the grant and the provider.
 """
@@ -24,7 +25,7 @@ from google.auth.transport.requests import AuthorizedSession
 from kubernetes import client, config
 
 from prow_sandbox.gcp.testing import kube_sandbox_available
-from test_job_identity_direct import bucket_members, fake, set_bucket_members
+from test_job_identity_direct import bucket_members, fake, said, set_bucket_members
 from test_playbooks import bad_vars, changed_tasks, fixture_sandbox, gcp_writes, kube_writes, playbook, recap, set_in  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(kube_sandbox_available()), reason=str(kube_sandbox_available()))]
@@ -53,12 +54,15 @@ def delivered_config(core):
     return json.loads(base64.b64decode(secret.data["service-account.json"]))
 
 
-def job_session(core, info, tmp_path):
-    """What a job pod's Google client does: its projected token (the provider's audience) read from the file
-    the configuration names; here a TokenRequest token written 0600 in tmp, the file swapped in."""
-    token = core.create_namespaced_service_account_token(KSA, NS, {
-        "spec": {"audiences": [info["audience"]], "expirationSeconds": 3600}}).status.token
-    path = tmp_path / "token"
+def job_session(core, info, tmp_path, audiences=None, name="token"):
+    """What a job pod's Google client does: the service-account token read from the file the configuration
+    names; here a TokenRequest token written 0600 in tmp, the file swapped in. Without ``audiences`` the
+    apiserver's default ones: the token the kubelet automounts in every container of the pod."""
+    spec = {"expirationSeconds": 3600}
+    if audiences:
+        spec["audiences"] = audiences
+    token = core.create_namespaced_service_account_token(KSA, NS, {"spec": spec}).status.token
+    path = tmp_path / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token)
@@ -100,22 +104,40 @@ def test_federated_job_identity_onboard_write_refusal_rerun_and_offboard(sandbox
     assert info == {"type": "external_account", "audience": AUDIENCE,
                     "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
                     "token_url": f"{endpoints['sts']}/v1/token",
-                    "credential_source": {"file": "/var/run/secrets/tokens/gcs/token"}}
+                    "credential_source": {"file": "/var/run/secrets/kubernetes.io/serviceaccount/token"}}
 
     # The decoration entry names that Secret (gcs_credentials_secret).
     decoration = yaml.safe_load((state / "out" / ALIAS / "decoration-config.yaml").read_text())
     [entry] = decoration["plank"]["default_decoration_config_entries"]
     assert entry["cluster"] == ALIAS and entry["config"]["gcs_credentials_secret"] == "gcs-credentials", entry
 
-    # A job's token, exchanged by google-auth from the delivered configuration, writes as the principal.
+    # The provider allows the audiences of the pods' automounted token (the issuer) and its own name.
+    issuer = provider["oidc"]["issuerUri"]
+    assert provider["oidc"]["allowedAudiences"] == [issuer, AUDIENCE], provider["oidc"]
+
+    # A job's automounted token, exchanged by google-auth from the delivered configuration, writes as the
+    # principal; so does a token projected for the provider; a token for another audience is refused.
     session = job_session(core, info, tmp_path)
     written = upload(endpoints, session, "logs/federated/1/started.json")
     assert written.status_code == 200, written.text
+    assert upload(endpoints, job_session(core, info, tmp_path, [AUDIENCE], "projected"), "logs/federated/1/p.json").status_code == 200
+    with pytest.raises(google.auth.exceptions.OAuthError, match="audience in ID Token does not match"):
+        upload(endpoints, job_session(core, info, tmp_path, ["https://elsewhere.example"], "other"), "logs/federated/1/x.json")
 
-    # The grant removed: refused.
+    # verify proves the same chain, link by link, as the KSA's principal.
+    verified = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert verified.returncode == 0, verified.stdout[-6000:]
+    for line in ("ok credential configuration: Secret test-pods/gcs-credentials key service-account.json",
+                 f"ok STS exchange: a pod token of the KSA exchanged for a federated token of {MEMBER}",
+                 f"ok bucket write: {MEMBER} wrote and deleted"):
+        assert line in said(verified), (line, verified.stdout[-6000:])
+
+    # The grant removed: refused, and verify names the broken link.
     members = bucket_members(endpoints, operator)
     set_bucket_members(endpoints, operator, members - {MEMBER})
     assert upload(endpoints, session, "logs/federated/2/started.json").status_code == 403
+    broken = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert broken.returncode != 0 and f"BROKEN bucket write: {MEMBER} cannot write" in said(broken), broken.stdout[-6000:]
 
     # The next onboarding repairs exactly that; a re-run (and check mode) changes and writes nothing.
     repaired = playbook(env, "onboard.yml", "-e", f"@{vars_file}")
@@ -132,6 +154,8 @@ def test_federated_job_identity_onboard_write_refusal_rerun_and_offboard(sandbox
 
     # A hand edit of the delivered configuration is repaired.
     core.patch_namespaced_secret("gcs-credentials", NS, {"data": {"service-account.json": base64.b64encode(b"{}").decode()}})
+    broken = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert broken.returncode != 0 and "BROKEN credential configuration" in said(broken), broken.stdout[-6000:]
     fixed = playbook(env, "onboard.yml", "-e", f"@{vars_file}")
     assert changed_tasks(fixed, HOST_PLAY) == [
         ("prow.build_cluster.gcs_access : Ensure the job KSA and its credential configuration Secret", ALIAS)], fixed.stdout[-4000:]

@@ -10,6 +10,9 @@ with ``exit_json`` or ``fail_json``.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import time
 from datetime import datetime, timezone
 
@@ -25,6 +28,10 @@ FIX_ONBOARD = "run playbooks/onboard.yml (or rotate.yml) for this cluster"
 FIX_EXEC = "run playbooks/onboard.yml: gke_exec_kubeconfig rewrites the keyless kubeconfig from the GKE API"
 FIX_ROTATE = "run playbooks/rotate.yml -e force_rotation=true (a new token, a new version), and check that the rotation job runs"
 ANNOTATION = "iam.gke.io/gcp-service-account"
+FIX_FEDERATED = "run playbooks/onboard.yml (the gcs_access role, job_identity federated)"
+# The audience of a federated credential configuration: its provider, by the pool project's number.
+PROVIDER_AUDIENCE = re.compile(r"^//iam\.googleapis\.com/projects/(?P<number>[0-9]+)/locations/global/"
+                               r"workloadIdentityPools/(?P<pool>[^/]+)/providers/(?P<provider>[^/]+)$")
 
 
 class Broken(Exception):
@@ -183,6 +190,8 @@ def check_workload_identity(module, admin, session, checks):
     namespace = wi.get("namespace") or params["pod_namespace"]
     ksa = wi["service_account"]
     direct = wi["job_identity"] == "direct"
+    if wi["job_identity"] == "federated":
+        return check_federated_identity(module, admin, session, checks, namespace, ksa)
     if not admin.gke_cluster:
         checks.broken("workload identity", "the cluster was not reached through gke:, so its identity pool is unknown",
                       "connect with gke: projects/P/locations/L/clusters/C")
@@ -242,6 +251,55 @@ def check_workload_identity(module, admin, session, checks):
     else:
         check_bucket_write(module, session, identity, token, checks)
     return identity if direct else gsa
+
+
+def check_federated_identity(module, admin, session, checks, namespace, ksa):
+    """A cluster outside GKE: KSA -> the credential configuration the jobs mount -> a pod's token -> STS
+    (the configuration's provider) -> object write, as the KSA's principal:// member. Returns that member."""
+    wi = module.params["workload_identity"]
+    account = admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}", resource=f"serviceaccount {namespace}/{ksa}")
+    gsa = ((account or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION)
+    check_direct_ksa(account, gsa, f"{namespace}/{ksa}", checks)
+
+    name, key = wi["credential_secret"], wi["credential_secret_key"]
+    where = f"Secret {namespace}/{name} key {key}"
+    secret = admin.get(f"/api/v1/namespaces/{namespace}/secrets/{name}", resource=f"Secret {namespace}/{name}")
+    try:
+        config = json.loads(base64.b64decode(((secret or {}).get("data") or {})[key]))
+    except (KeyError, ValueError, TypeError):
+        checks.broken("credential configuration", f"{where} is missing or not JSON", FIX_FEDERATED)
+    provider = PROVIDER_AUDIENCE.match(str(config.get("audience", "")))
+    if config.get("type") != "external_account" or provider is None or not (config.get("credential_source") or {}).get("file"):
+        checks.broken("credential configuration", f"{where} is not an external_account configuration of a workload "
+                      "identity pool provider reading a token file", FIX_FEDERATED)
+    identity = iam.federated_member(provider.group("number"), provider.group("pool"), namespace, ksa)
+    checks.ok("credential configuration", f"{where}: provider {provider.group('pool')}/{provider.group('provider')}, "
+              f"token file {config['credential_source']['file']}")
+
+    # The token every container of a job pod has: the automounted one, the apiserver's default audiences.
+    minted = admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{ksa}/token",
+                           {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                            "spec": {"expirationSeconds": 600}},
+                           resource=f"serviceaccount {namespace}/{ksa} token")
+    try:
+        token = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=_gcp_session.ANONYMOUS, json_body={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token_type": config.get("subject_token_type") or "urn:ietf:params:oauth:token-type:jwt",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": minted["status"]["token"], "audience": config["audience"], "scope": CLOUD_PLATFORM,
+        })["access_token"]
+    except ApiError as exc:
+        checks.broken("STS exchange", str(exc),
+                      f"{FIX_FEDERATED}: the provider {provider.group('provider')} must exist, be enabled, hold the "
+                      "cluster's issuer and keys and allow the audience of its pods' tokens")
+    checks.ok("STS exchange", f"a pod token of the KSA exchanged for a federated token of {identity}")
+    if module.check_mode:
+        checks.skipped("bucket write", "not written in check mode")
+    elif checks.failures:
+        checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
+    else:
+        check_bucket_write(module, session, identity, token, checks)
+    return identity
 
 
 def check_annotated_ksa(gsa, expected, ksa, checks):
@@ -314,7 +372,9 @@ def module_kwargs():
                     "service_account": {"type": "str", "default": "prowjob-default-sa"},
                     "namespace": {"type": "str"},
                     "gcp_service_account": {"type": "str"},
-                    "job_identity": {"type": "str", "choices": ["gsa", "direct"], "default": "gsa"},
+                    "job_identity": {"type": "str", "choices": ["gsa", "direct", "federated"], "default": "gsa"},
+                    "credential_secret": {"type": "str", "default": "gcs-credentials", "no_log": False},  # a name
+                    "credential_secret_key": {"type": "str", "default": "service-account.json", "no_log": False},
                     "bucket": {"type": "str", "required": True},
                     "object_prefix": {"type": "str", "default": "prow-build-cluster-verify"},
                 },
@@ -348,7 +408,7 @@ def run(module):
         if params["workload_identity"]:
             try:
                 identity = check_workload_identity(module, admin, _gcp_session.GcpSession(module), checks)
-                direct = params["workload_identity"]["job_identity"] == "direct"
+                direct = params["workload_identity"]["job_identity"] in ("direct", "federated")
                 result["job_principal" if direct else "gcp_service_account"] = identity
             except Broken:
                 pass

@@ -128,7 +128,7 @@ def module_kwargs():
             federation_provider={"type": "str"},
             credential_secret={"type": "str", "default": "gcs-credentials", "no_log": False},  # a name
             credential_secret_key={"type": "str", "default": "service-account.json", "no_log": False},
-            token_path={"type": "str", "default": "/var/run/secrets/tokens/gcs/token", "no_log": False},  # a path
+            token_path={"type": "str", "default": "/var/run/secrets/kubernetes.io/serviceaccount/token", "no_log": False},  # a path
             state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         ),
         "mutually_exclusive": GCP_AUTH_MUTUALLY_EXCLUSIVE + K8S_AUTH_MUTUALLY_EXCLUSIVE,

@@ -33,6 +33,7 @@ def module_kwargs():
             allowed_audiences={"type": "list", "elements": "str", "default": []},
             jwks_json={"type": "str"},
             oidc_from_cluster={"type": "bool", "default": False},
+            allow_pod_tokens={"type": "bool", "default": False},
             upload_jwks={"type": "str", "choices": ["auto", "always", "never"], "default": "auto"},
             attribute_mapping={"type": "dict", "default": DEFAULT_MAPPING},
             attribute_condition={"type": "str"},
@@ -71,6 +72,20 @@ def oidc_from_cluster(module):
     return issuer, json.dumps(jwks, sort_keys=True)
 
 
+def pod_token_audiences(gcp, project, pool, name, issuer, audiences):
+    """``audiences`` and those of a pod's automounted token and of a token requested for this provider.
+
+    The token every container of a pod has (/var/run/secrets/kubernetes.io/serviceaccount/token,
+    Prow's sidecar and initupload included) carries kube-apiserver's default audiences: its issuer,
+    unless --api-audiences says otherwise (then name them in allowed_audiences). A non-empty
+    allowedAudiences replaces the provider's own resource name, which a projected token for this
+    provider carries, so that one is listed too."""
+    info = gcp.request("GET", "cloudresourcemanager", f"/v1/projects/{project}", f"project {project}")
+    own = (f"//iam.googleapis.com/projects/{info.get('projectNumber', '')}/locations/global/"
+           f"workloadIdentityPools/{pool}/providers/{name}")
+    return list(dict.fromkeys(audiences + [issuer, own]))
+
+
 def same_oidc(have, want):
     """Compare as IAM means them: an empty audience list is absent, the JWKS as data, not text."""
     def normal(oidc):
@@ -92,6 +107,8 @@ def run(module):
     )
     if error:
         module.fail_json(msg=error)
+    if params["allow_pod_tokens"] and not params["oidc_from_cluster"]:
+        module.fail_json(msg="allow_pod_tokens needs oidc_from_cluster: the audience of the pods' tokens is the cluster's")
     issuer, jwks_json = params["issuer_uri"], params["jwks_json"]
     if present and params["oidc_from_cluster"]:
         found, jwks_json = oidc_from_cluster(module)
@@ -102,7 +119,10 @@ def run(module):
     gcp = GcpSession(module)
     project = gcp.require_project()
     collection = f"{_wif.pools_path(project)}/{params['pool']}/providers"
-    oidc = {"issuerUri": issuer, "allowedAudiences": params["allowed_audiences"]}
+    audiences = list(params["allowed_audiences"])
+    if present and params["allow_pod_tokens"]:
+        audiences = pod_token_audiences(gcp, project, params["pool"], params["name"], issuer, audiences)
+    oidc = {"issuerUri": issuer, "allowedAudiences": audiences}
     if jwks_json:
         oidc["jwksJson"] = jwks_json
     wanted = {"oidc": oidc, "attributeMapping": mapping, "attributeCondition": params["attribute_condition"],
