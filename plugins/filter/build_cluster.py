@@ -12,6 +12,7 @@ where its kubeconfig is stored, and the settings of every build cluster host.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
@@ -91,6 +92,69 @@ def rbac_users(emails):
     return [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": email} for email in emails]
 
 
+# Exactly the verbs Prow's components check in a build cluster's pod namespace (issue #14); crier's
+# nodes get is cluster-scoped (a ClusterRole and ClusterRoleBinding).
+COMPONENT_RULES = {
+    "prow-controller-manager": [{"apiGroups": [""], "resources": ["pods"],
+                                 "verbs": ["create", "delete", "list", "watch", "get", "patch"]}],
+    "sinker": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch", "get", "patch"]}],
+    "crier": [{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list"]},
+              {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}],
+    "deck": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}],
+}
+COMPONENT_CLUSTER_RULES = {"crier": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]}
+COMPONENT_PREFIX = "prow-"
+
+
+def _component_name(component):
+    return component if component.startswith(COMPONENT_PREFIX) else COMPONENT_PREFIX + component
+
+
+def component_service_accounts_errors(accounts):
+    """Why a ``{component: GSA email}`` mapping is refused: unknown components, values not emails."""
+    if not isinstance(accounts, Mapping):
+        return [f"expected a mapping of component to Google service account email, got {type(accounts).__name__}"]
+    errors = []
+    for component, email in accounts.items():
+        if component not in COMPONENT_RULES:
+            errors.append(f"unknown component {component!r} (known: {', '.join(sorted(COMPONENT_RULES))})")
+        if not isinstance(email, str) or not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com",
+                                                          email):
+            errors.append(f"{component}: {email!r} is not a Google service account email (NAME@PROJECT.iam.gserviceaccount.com)")
+    return errors
+
+
+def component_rbac(accounts, namespace, absent=False):
+    """The RBAC objects of per-component access, in apply order: for each component of ``accounts``
+    (``{component: GSA email}``) a Role in ``namespace`` with exactly its verbs and a RoleBinding to
+    ``kind: User`` its email; crier's cluster-scoped rights as a ClusterRole and ClusterRoleBinding.
+    Named ``prow-COMPONENT`` (the controller manager keeps its name). With ``absent``, the objects of
+    the known components NOT in ``accounts`` (all of them for ``{}``): what to remove."""
+    errors = component_service_accounts_errors(accounts)
+    if errors:
+        raise AnsibleFilterError("component_rbac: " + "; ".join(errors))
+    if not isinstance(namespace, str) or not namespace:
+        raise AnsibleFilterError(f"component_rbac: expected the pod namespace, got {namespace!r}")
+    rbac = "rbac.authorization.k8s.io"
+    documents = []
+    for component in COMPONENT_RULES:
+        if (component in accounts) == bool(absent):
+            continue
+        name = _component_name(component)
+        subjects = [] if absent else rbac_users([accounts[component]])
+        documents.append({"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": name, "namespace": namespace},
+                          "rules": COMPONENT_RULES[component]})
+        documents.append({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+                          "metadata": {"name": name, "namespace": namespace},
+                          "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name}, "subjects": subjects})
+        if component in COMPONENT_CLUSTER_RULES:
+            documents.append({"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": name},
+                              "rules": COMPONENT_CLUSTER_RULES[component]})
+            documents.append({"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+                              "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": name}, "subjects": subjects})
+    return documents
+
+
 def build_clusters_of(hosts, hostvars):
     """The settings of each of ``hosts`` (``build_cluster``, with ``alias`` the host's name), from
     ``hostvars``: how a play that runs once (the Prow instance's) sees every build cluster, also
@@ -157,6 +221,7 @@ class FilterModule:
             "cluster_members": cluster_members,
             "exec_cluster_members": exec_cluster_members,
             "rbac_users": rbac_users,
+            "component_rbac": component_rbac,
             "build_clusters_of": build_clusters_of,
             "instance_clusters": instance_clusters,
             "job_identity_conflicts": job_identity_conflicts,

@@ -73,6 +73,13 @@ def _wif_id_error(value):
     return _wif.id_error(value if isinstance(value, str) else "", "ID")
 
 
+def _component_service_accounts(value, _what):
+    from ansible_collections.prow.build_cluster.plugins.filter.build_cluster import (  # pylint: disable=import-outside-toplevel
+        component_service_accounts_errors)
+
+    return "; ".join(component_service_accounts_errors({} if value in (None, "") else value)) or None
+
+
 # kind -> function(value, what) returning why the value is refused, or None.
 CHECKS = {
     "project_id": lambda value, what: v.project_id_error(value, "project"),
@@ -92,6 +99,7 @@ CHECKS = {
     "rbac_name": _rbac_name,
     "wif_id": lambda value, what: _wif_id_error(value),
     "secret_key": lambda value, what: _impl("workload_identity_binding").secret_key_error(value, "key"),
+    "component_service_accounts": _component_service_accounts,
     "pod_path": lambda value, what: _impl("workload_identity_binding").token_path_error(value, "path"),
 }
 

@@ -103,3 +103,42 @@ def test_clusters_of_one_project_sharing_the_job_ksa_must_agree_on_job_identity(
 ])
 def test_clusters_that_share_no_job_identity_or_agree_are_no_conflict(other):
     assert f.job_identity_conflicts([{"alias": "a", "project": "p"}, other]) == []
+
+
+ACCOUNTS = {c: f"prow-{c.removeprefix('prow-')}@prow-project.iam.gserviceaccount.com"
+            for c in ("prow-controller-manager", "sinker", "crier", "deck")}
+
+
+def _by_kind_name(documents):
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+def test_per_component_rbac_gives_each_component_exactly_its_verbs():
+    docs = _by_kind_name(f.component_rbac(ACCOUNTS, "test-pods"))
+    assert set(docs) == {(k, n) for n in ("prow-controller-manager", "prow-sinker", "prow-crier", "prow-deck")
+                         for k in ("Role", "RoleBinding")} | {("ClusterRole", "prow-crier"), ("ClusterRoleBinding", "prow-crier")}
+    assert docs[("Role", "prow-sinker")]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch", "get", "patch"]}]
+    assert docs[("Role", "prow-deck")]["rules"] == [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+    assert docs[("ClusterRole", "prow-crier")]["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    assert "namespace" not in docs[("ClusterRoleBinding", "prow-crier")]["metadata"]
+    binding = docs[("RoleBinding", "prow-controller-manager")]
+    assert binding["metadata"]["namespace"] == "test-pods"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prow-controller-manager"}
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                    "name": ACCOUNTS["prow-controller-manager"]}]
+
+
+def test_absent_lists_the_objects_of_the_components_left_out():
+    assert f.component_rbac(ACCOUNTS, "test-pods", absent=True) == []
+    assert len(f.component_rbac({}, "test-pods", absent=True)) == 10
+    assert f.component_rbac({}, "test-pods") == []
+    only_deck = _by_kind_name(f.component_rbac({"deck": ACCOUNTS["deck"]}, "ns", absent=True))
+    assert ("Role", "prow-deck") not in only_deck and ("ClusterRoleBinding", "prow-crier") in only_deck
+
+
+@pytest.mark.parametrize("accounts", [{"plank": "prow-plank@p-roject.iam.gserviceaccount.com"},
+                                      {"deck": "not-an-email"}, ["deck"]])
+def test_component_rbac_refuses_unknown_components_and_non_gsa_values(accounts):
+    with pytest.raises(AnsibleFilterError, match="component_rbac: "):
+        f.component_rbac(accounts, "test-pods")

@@ -30,6 +30,8 @@ GOOD = [
     ("wif_id", "prow-build-clusters"),
     ("secret_key", "service-account.json"),
     ("pod_path", "/var/run/secrets/tokens/gcs/token"),
+    ("component_service_accounts", {"sinker": "prow-sinker@prow-project.iam.gserviceaccount.com"}),
+    ("component_service_accounts", {}),
 ]
 
 BAD = [
@@ -60,6 +62,10 @@ BAD = [
     ("secret_key", "..", "is not a valid Secret key"),
     ("pod_path", "token", "an absolute file path"),
     ("pod_path", "/var/../etc/token", "an absolute file path"),
+    ("component_service_accounts", {"plank": "prow-plank@prow-project.iam.gserviceaccount.com"},
+     "unknown component 'plank'"),
+    ("component_service_accounts", {"deck": "deck@example.com"}, "is not a Google service account email"),
+    ("component_service_accounts", ["deck"], "expected a mapping"),
 ]
 
 
