@@ -17,6 +17,11 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._prow_components import (
+    COMPONENT_CLUSTER_RULES,
+    COMPONENT_RULES,
+)
+
 DEFAULT_SECRET_NAME = "prow_build_cluster_kubeconfig_{alias}"
 
 
@@ -92,17 +97,6 @@ def rbac_users(emails):
     return [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": email} for email in emails]
 
 
-# Exactly the verbs Prow's components check in a build cluster's pod namespace (issue #14); crier's
-# nodes get is cluster-scoped (a ClusterRole and ClusterRoleBinding).
-COMPONENT_RULES = {
-    "prow-controller-manager": [{"apiGroups": [""], "resources": ["pods"],
-                                 "verbs": ["create", "delete", "list", "watch", "get", "patch"]}],
-    "sinker": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "watch", "get", "patch"]}],
-    "crier": [{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list"]},
-              {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}],
-    "deck": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}],
-}
-COMPONENT_CLUSTER_RULES = {"crier": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]}
 COMPONENT_PREFIX = "prow-"
 
 

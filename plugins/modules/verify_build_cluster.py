@@ -74,6 +74,15 @@ options:
     type: list
     elements: str
     default: []
+  exec_component_identities:
+    description:
+      - "A keyless kubeconfig with per-component access: C({component: Google service account email}) of Prow's
+        components (C(prow-controller-manager), C(sinker), C(crier), C(deck)). Each identity must pass
+        SubjectAccessReviews for exactly the verbs its component checks (the Role the credentials role binds), and
+        must not read Secrets in O(pod_namespace), which none of them needs."
+      - Used instead of, or besides, O(exec_identities).
+    type: dict
+    default: {}
   min_validity:
     description: The stored token must stay valid at least this long (Go-style duration).
     type: str

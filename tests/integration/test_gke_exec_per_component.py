@@ -146,6 +146,23 @@ def test_a_rerun_changes_nothing_and_writes_nothing(per_component):
     assert kube_writes(state, since) == []
 
 
+def test_verify_proves_each_component_and_names_the_one_that_lost_its_role(per_component):
+    state, env, _tmp, vars_file = per_component
+    verified = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    text = " ".join(verified.stdout.split())
+    assert verified.returncode == 0, verified.stdout[-6000:]
+    for component in ACCOUNTS:
+        assert f"ok permissions of {component}: {ACCOUNTS[component]} may" in text, (component, verified.stdout[-6000:])
+    assert "ok permissions of sinker: " + ACCOUNTS["sinker"] + " may delete pods, list pods, watch pods, get pods, patch pods," in text
+    # The partner: sinker's RoleBinding gone, verify names sinker's link; onboarding puts it back.
+    kubernetes.client.RbacAuthorizationV1Api(admin(state)).delete_namespaced_role_binding("prow-sinker", NAMESPACE)
+    broken = playbook(env, "verify.yml", "-e", f"@{vars_file}")
+    assert broken.returncode != 0 and f"BROKEN permissions of sinker: {ACCOUNTS['sinker']} cannot" in " ".join(broken.stdout.split()), \
+        broken.stdout[-6000:]
+    onboard(env, vars_file)
+    assert playbook(env, "verify.yml", "-e", f"@{vars_file}").returncode == 0
+
+
 @pytest.mark.parametrize("accounts, message", [
     ({**ACCOUNTS, "plank": "prow-plank@prow-sandbox-prow.iam.gserviceaccount.com"}, "prow.component_service_accounts"),
     ({k: v for k, v in ACCOUNTS.items() if k != "deck"}, "prow.component_service_accounts"),

@@ -20,6 +20,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils import _gcp_ses
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig as kc
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as source
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
+from ansible_collections.prow.build_cluster.plugins.module_utils._prow_components import COMPONENT_RULES, component_access
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import format_duration, parse_duration
 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
@@ -136,10 +137,11 @@ def check_exec_credential(module, admin, checks, label, cluster, plugin):
         checks.broken("exec credential", f"the user runs {command!r}",
                       "Prow's images have no gcloud: " + FIX_EXEC + " (gke-gcloud-auth-plugin --use_application_default_credentials)")
     identities = params["exec_identities"]
-    if not identities:
+    components = params["exec_component_identities"]
+    if not identities and not components:
         checks.broken("exec credential", f"runs {command}, but no identity to check it for",
                       "set exec_identities (prow.control_plane_service_accounts): who Prow's pods run as")
-    checks.ok("exec credential", f"runs {command} as {', '.join(identities)}")
+    checks.ok("exec credential", f"runs {command} as {', '.join(identities or sorted(set(components.values())))}")
 
     for identity in identities:
         denied = [verb for verb in PROW_POD_VERBS if not subject_can(admin, identity, verb, params["pod_namespace"])]
@@ -147,19 +149,47 @@ def check_exec_credential(module, admin, checks, label, cluster, plugin):
             checks.broken("permissions", f"{identity} cannot {', '.join(denied)} pods in {params['pod_namespace']}",
                           "run playbooks/onboard.yml: it grants the IAM role on the project and, with gke_exec_access "
                           "rbac, binds the service accounts (kind User)")
-    checks.ok("permissions", f"{', '.join(identities)} may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
+    if identities:
+        checks.ok("permissions", f"{', '.join(identities)} may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
+    for component, identity in sorted(components.items()):
+        check_component(admin, checks, component, identity, params["pod_namespace"])
     checks.ok("expiry", "no stored token: the plugin gets a fresh one for each use")
     return None
 
 
-def subject_can(admin, user, verb, namespace):
+def check_component(admin, checks, component, identity, namespace):
+    """Per-component access: ``identity`` may do exactly what ``component`` checks, and no more than that
+    (it may not read Secrets in the pod namespace, which none of Prow's components needs)."""
+    link = f"permissions of {component}"
+    if component not in COMPONENT_RULES:
+        checks.broken(link, f"unknown component (known: {', '.join(sorted(COMPONENT_RULES))})",
+                      "correct prow.component_service_accounts")
+    fix = "run playbooks/onboard.yml: with access per-component it binds each component's Role (kind User)"
+    denied = [f"{verb} {resource}{'/' + sub if sub else ''}{'' if namespaced else ' (cluster)'}"
+              for resource, sub, verb, namespaced in component_access(component)
+              if not subject_can(admin, identity, verb, namespace if namespaced else None, resource, sub)]
+    if denied:
+        checks.broken(link, f"{identity} cannot {', '.join(denied)} in {namespace}", fix)
+    if subject_can(admin, identity, "get", namespace, "secrets"):
+        checks.broken(link, f"{identity} may read Secrets in {namespace}: more than {component} needs",
+                      "remove the broader binding (a cluster-admin one left from access cluster-admin, or an IAM role "
+                      "such as container.developer): run playbooks/onboard.yml")
+    allowed = ", ".join(f"{verb} {resource}{'/' + sub if sub else ''}" for resource, sub, verb, _ns in component_access(component))
+    checks.ok(link, f"{identity} may {allowed}, and not read Secrets, in {namespace}")
+
+
+def subject_can(admin, user, verb, namespace, resource="pods", subresource=""):
     """A SubjectAccessReview for ``user`` (a Google identity's email, as GKE names it): what RBAC
-    and, on GKE, IAM let it do."""
+    and, on GKE, IAM let it do (``namespace`` None: a cluster-scoped resource)."""
+    attributes = {"verb": verb, "resource": resource, "group": ""}
+    if subresource:
+        attributes["subresource"] = subresource
+    if namespace:
+        attributes["namespace"] = namespace
     review = admin.request(
         "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
         {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-         "spec": {"user": user, "groups": ["system:authenticated"],
-                  "resourceAttributes": {"verb": verb, "resource": "pods", "group": "", "namespace": namespace}}},
+         "spec": {"user": user, "groups": ["system:authenticated"], "resourceAttributes": attributes}},
         resource="subjectaccessreviews")
     return bool((review.get("status") or {}).get("allowed"))
 
@@ -366,6 +396,7 @@ def module_kwargs():
             "pod_namespace": {"type": "str", "default": "test-pods"},
             "min_validity": {"type": "str", "default": "6h"},
             "exec_identities": {"type": "list", "elements": "str", "default": []},
+            "exec_component_identities": {"type": "dict", "default": {}},
             "workload_identity": {
                 "type": "dict",
                 "options": {
