@@ -34,6 +34,7 @@ from ansible_collections.prow.build_cluster.plugins.plugin_utils.inprocess impor
     COLLECTION,
     IMPL_PACKAGE,
     InProcessAction,
+    interpreter_is_controllers,
     plain_json,
 )
 
@@ -117,13 +118,7 @@ class ActionModule(InProcessAction):
         become = templar.template(variables.get("ansible_become", self._play_context.become))
         if connection != "local" or boolean(become, strict=False):
             return False
-        interpreter = variables.get("ansible_python_interpreter")
-        if interpreter is None:
-            interpreter = C.config.get_config_value("INTERPRETER_PYTHON", variables=variables)
-            if interpreter is None or str(interpreter).startswith("auto"):
-                return True
-        interpreter = str(templar.template(interpreter))
-        return interpreter in {sys.executable, variables.get("ansible_playbook_python")}
+        return interpreter_is_controllers(variables, templar)
 
     def _key(self, inputs, variables, templar):
         role_variables = {}

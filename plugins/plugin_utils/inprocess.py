@@ -128,17 +128,7 @@ class InProcessAction(ActionBase):
         """Whether a module process would be a local child of the controller on its own Python."""
         if getattr(self._connection, "transport", None) != "local" or self._connection.become is not None:
             return False
-        interpreter = task_vars.get("ansible_python_interpreter")
-        if interpreter is None:
-            interpreter = C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars)
-            # Unset, or left to interpreter discovery: taken as the controller's Python, which on
-            # the controller's own machine is the one that has the collection's requirements.
-            if interpreter is None or str(interpreter).startswith("auto"):
-                return True
-        interpreter = self._templar.template(interpreter)
-        # Not realpath: a virtualenv's python is a symlink to the system one, with other packages.
-        controller = {sys.executable, task_vars.get("ansible_playbook_python")}
-        return str(interpreter) in controller
+        return interpreter_is_controllers(task_vars, self._templar)
 
     def _in_process_impl(self, task_vars):
         """The module's implementation, when this task can run it here; else None."""
@@ -204,6 +194,20 @@ class InProcessAction(ActionBase):
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         return data
+
+
+def interpreter_is_controllers(variables, templar):
+    """Whether the Python interpreter ``variables`` give a host is the one the controller runs on."""
+    interpreter = variables.get("ansible_python_interpreter")
+    if interpreter is None:
+        interpreter = C.config.get_config_value("INTERPRETER_PYTHON", variables=variables)
+        # Unset, or left to interpreter discovery: taken as the controller's Python, which on
+        # the controller's own machine is the one that has the collection's requirements.
+        if interpreter is None or str(interpreter).startswith("auto"):
+            return True
+    interpreter = templar.template(interpreter)
+    # Not realpath: a virtualenv's python is a symlink to the system one, with other packages.
+    return str(interpreter) in {sys.executable, variables.get("ansible_playbook_python")}
 
 
 def plain_json(value):

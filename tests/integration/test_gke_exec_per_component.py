@@ -16,6 +16,7 @@ import kubernetes
 import pytest
 import yaml
 from test_gke_exec import operator
+from test_gke_exec_switch import exists
 from test_playbooks import VARS, fixture_sandbox, gcp_writes, kube_writes, playbook, recap  # noqa: F401  pylint: disable=unused-import
 
 from prow_sandbox.kube import list_clusters
@@ -89,13 +90,7 @@ def present(api, kind, name):
             "RoleBinding": lambda: rbac.read_namespaced_role_binding(name, NAMESPACE),
             "ClusterRole": lambda: rbac.read_cluster_role(name),
             "ClusterRoleBinding": lambda: rbac.read_cluster_role_binding(name)}[kind]
-    try:
-        read()
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return exists(read)
 
 
 @pytest.fixture(scope="module", name="per_component")

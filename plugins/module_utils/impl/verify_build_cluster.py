@@ -25,6 +25,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._values import 
 
 PROW_POD_VERBS = ("create", "delete", "list", "watch", "get", "patch")
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 FIX_ONBOARD = "run playbooks/onboard.yml (or rotate.yml) for this cluster"
 FIX_EXEC = "run playbooks/onboard.yml: gke_exec_kubeconfig rewrites the keyless kubeconfig from the GKE API"
 FIX_ROTATE = "run playbooks/rotate.yml -e force_rotation=true (a new token, a new version), and check that the rotation job runs"
@@ -245,12 +246,7 @@ def check_workload_identity(module, admin, session, checks):
     # Every call from here on is made as the KSA, then as the GSA, never with the operator's
     # credentials (as_bearer): each link proves what the jobs' identity may do.
     try:
-        federated = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=_gcp_session.ANONYMOUS, json_body={
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token": minted["status"]["token"], "audience": audience, "scope": CLOUD_PLATFORM,
-        })["access_token"]
+        federated = sts_exchange(session, minted["status"]["token"], audience)
     except ApiError as exc:
         checks.broken("STS exchange", str(exc), f"check that Workload Identity ({pool}) is enabled on the cluster")
 
@@ -274,12 +270,7 @@ def check_workload_identity(module, admin, session, checks):
         checks.ok("impersonation", f"the KSA obtains an access token of {gsa}")
         identity = f"serviceAccount:{gsa}"
 
-    if module.check_mode:
-        checks.skipped("bucket write", "not written in check mode")
-    elif checks.failures:
-        checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
-    else:
-        check_bucket_write(module, session, identity, token, checks)
+    check_bucket_write(module, session, identity, token, checks)
     return identity if direct else gsa
 
 
@@ -312,23 +303,14 @@ def check_federated_identity(module, admin, session, checks, namespace, ksa):
                             "spec": {"expirationSeconds": 600}},
                            resource=f"serviceaccount {namespace}/{ksa} token")
     try:
-        token = session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=_gcp_session.ANONYMOUS, json_body={
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "subject_token_type": config.get("subject_token_type") or "urn:ietf:params:oauth:token-type:jwt",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token": minted["status"]["token"], "audience": config["audience"], "scope": CLOUD_PLATFORM,
-        })["access_token"]
+        token = sts_exchange(session, minted["status"]["token"], config["audience"],
+                             config.get("subject_token_type") or JWT_TOKEN_TYPE)
     except ApiError as exc:
         checks.broken("STS exchange", str(exc),
                       f"{FIX_FEDERATED}: the provider {provider.group('provider')} must exist, be enabled, hold the "
                       "cluster's issuer and keys and allow the audience of its pods' tokens")
     checks.ok("STS exchange", f"a pod token of the KSA exchanged for a federated token of {identity}")
-    if module.check_mode:
-        checks.skipped("bucket write", "not written in check mode")
-    elif checks.failures:
-        checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
-    else:
-        check_bucket_write(module, session, identity, token, checks)
+    check_bucket_write(module, session, identity, token, checks)
     return identity
 
 
@@ -354,11 +336,29 @@ def check_direct_ksa(account, gsa, ksa, checks):
     checks.ok("job KSA", f"{ksa} exists, with no GSA annotation (direct access)")
 
 
+def sts_exchange(session, subject_token, audience, subject_token_type=None):
+    """A Kubernetes token exchanged at STS for a federated access token, as the jobs' clients do (no
+    operator credentials); ApiError when STS refuses it."""
+    return session.request("POST", "sts", "/v1/token", "STS token exchange", as_bearer=_gcp_session.ANONYMOUS, json_body={
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token_type": subject_token_type or JWT_TOKEN_TYPE,
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "subject_token": subject_token, "audience": audience, "scope": CLOUD_PLATFORM,
+    })["access_token"]
+
+
 def check_bucket_write(module, session, identity, token, checks):
     """As the jobs' identity (the GSA, or the KSA's principal): write a probe object and delete it.
 
-    A probe the identity cannot delete is deleted by the operator.
+    A probe the identity cannot delete is deleted by the operator. Not in check mode, nor when a link
+    above is broken (a failed verify writes nothing).
     """
+    if module.check_mode:
+        checks.skipped("bucket write", "not written in check mode")
+        return
+    if checks.failures:
+        checks.skipped("bucket write", "not written: a failed verify writes nothing, and a link above is broken")
+        return
     params = module.params
     bucket = params["workload_identity"]["bucket"]
     probe = f"{params['workload_identity']['object_prefix']}/{params['alias']}/{int(time.time())}.txt"

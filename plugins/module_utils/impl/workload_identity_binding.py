@@ -196,10 +196,7 @@ def run(module):
     if module.check_mode:
         module.exit_json(**result)
 
-    if result["ksa_created"]:
-        create_ksa(client, namespace, name, gsa, ksa_resource)
-    elif patch is not None:
-        client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+    write_ksa(client, result["ksa_created"], patch, namespace, name, gsa)
     if member_changed:
         # Read-modify-write again with a fresh etag; the policy read above only planned.
         update_policy(gcp, target, lambda p: change(p, role, member), retry_on=account_not_yet_visible)
@@ -238,11 +235,18 @@ def run_direct(module, pool):
             "after": {"ksa": ksa_resource if (ksa or present) else None, "annotation": result["annotation"]},
         }
     if not module.check_mode:
-        if ksa_created:
-            create_ksa(client, namespace, name, None, ksa_resource)
-        elif patch is not None:
-            client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+        write_ksa(client, ksa_created, patch, namespace, name, None)
     module.exit_json(**result)
+
+
+def write_ksa(client, create, patch, namespace, name, gsa):
+    """Create the KSA (annotated with ``gsa`` when given), or apply ``patch`` to it; nothing when neither."""
+    resource = f"ServiceAccount {namespace}/{name}"
+    if create:
+        create_ksa(client, namespace, name, gsa, resource)
+    elif patch is not None:
+        client.request("PATCH", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}", patch,
+                       content_type="application/merge-patch+json", resource=resource)
 
 
 def create_ksa(client, namespace, name, gsa, resource):
@@ -336,10 +340,7 @@ def run_federated(module):
         }
     if module.check_mode:
         module.exit_json(**result)
-    if result["ksa_created"]:
-        create_ksa(client, namespace, name, None, ksa_resource)
-    elif patch is not None:
-        client.request("PATCH", ksa_path, patch, content_type="application/merge-patch+json", resource=ksa_resource)
+    write_ksa(client, result["ksa_created"], patch, namespace, name, None)
     if secret_create:
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": secret_name, "namespace": namespace, "labels": dict(MANAGED_BY)},
