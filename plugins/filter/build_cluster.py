@@ -20,6 +20,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.prow.build_cluster.plugins.module_utils._prow_components import (
     COMPONENT_CLUSTER_RULES,
     COMPONENT_RULES,
+    component_object_name,
+    component_secret_name,
 )
 
 DEFAULT_SECRET_NAME = "prow_build_cluster_kubeconfig_{alias}"
@@ -61,17 +63,41 @@ def _keyless(settings):
     return settings.get("credential_model", "token") == "gke_exec"
 
 
-def cluster_members(clusters, prow):
+def _token_per_component(settings):
+    """The token model with per-component access: a ServiceAccount, token and kubeconfig per Prow component."""
+    return not _keyless(settings) and settings.get("access", "cluster-admin") == "per-component"
+
+
+def component_secrets(settings, prow):
+    """``{component: projects/P/secrets/S-COMPONENT}``: where the token model with per-component access
+    stores each Prow component's kubeconfig, beside the cluster's own secret (``cluster_secret``)."""
+    secret = cluster_secret(settings, prow)
+    return {component: component_secret_name(secret, component) for component in COMPONENT_RULES}
+
+
+def cluster_members(clusters, prow, component=None):
     """Each cluster's stored kubeconfig as a composite_kubeconfig member: ``{name: alias, secret,
     optional}`` (optional when the cluster's settings say so: its first onboarding may not have
     stored one yet). Keyless clusters (``credential_model: gke_exec``) store none: see
-    ``exec_cluster_members``."""
+    ``exec_cluster_members``. Clusters of the token model with per-component access store one per
+    Prow component: they are members only with ``component``, and then only they (its kubeconfig)."""
     if not isinstance(clusters, list):
         raise AnsibleFilterError("cluster_members: expected a list of build clusters' settings")
-    return [
-        {"name": cluster["alias"], "secret": cluster_secret(cluster, prow), "optional": bool(cluster.get("optional"))}
-        for cluster in (_settings(item, "cluster_members") for item in clusters) if not _keyless(cluster)
-    ]
+    if component is not None and component not in COMPONENT_RULES:
+        raise AnsibleFilterError(f"cluster_members: unknown component {component!r} (known: {', '.join(sorted(COMPONENT_RULES))})")
+    members = []
+    for cluster in (_settings(item, "cluster_members") for item in clusters):
+        if _keyless(cluster) or _token_per_component(cluster) != (component is not None):
+            continue
+        secret = component_secrets(cluster, prow)[component] if component else cluster_secret(cluster, prow)
+        members.append({"name": cluster["alias"], "secret": secret, "optional": bool(cluster.get("optional"))})
+    return members
+
+
+def component_cluster_members(clusters, prow):
+    """``{component: cluster_members(clusters, prow, component)}`` for every Prow component: what each
+    component's own Secret in the Prow cluster holds."""
+    return {component: cluster_members(clusters, prow, component) for component in COMPONENT_RULES}
 
 
 def exec_cluster_members(clusters):
@@ -97,13 +123,6 @@ def rbac_users(emails):
     return [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": email} for email in emails]
 
 
-COMPONENT_PREFIX = "prow-"
-
-
-def _component_name(component):
-    return component if component.startswith(COMPONENT_PREFIX) else COMPONENT_PREFIX + component
-
-
 def component_service_accounts_errors(accounts):
     """Why a ``{component: GSA email}`` mapping is refused: unknown components, values not emails."""
     if not isinstance(accounts, Mapping):
@@ -118,24 +137,50 @@ def component_service_accounts_errors(accounts):
     return errors
 
 
-def component_rbac(accounts, namespace, absent=False):
+def component_rbac(accounts, namespace, absent=False, service_account_namespace=None):
     """The RBAC objects of per-component access, in apply order: for each component of ``accounts``
     (``{component: GSA email}``) a Role in ``namespace`` with exactly its verbs and a RoleBinding to
     ``kind: User`` its email; crier's cluster-scoped rights as a ClusterRole and ClusterRoleBinding.
     Named ``prow-COMPONENT`` (the controller manager keeps its name). With ``absent``, the objects of
-    the known components NOT in ``accounts`` (all of them for ``{}``): what to remove."""
+    the known components NOT in ``accounts`` (all of them for ``{}``): what to remove.
+
+    With ``service_account_namespace`` (the token model), ``accounts`` is a list of components, and
+    each is bound as its ServiceAccount of that name in that namespace, created first."""
+    if not isinstance(namespace, str) or not namespace:
+        raise AnsibleFilterError(f"component_rbac: expected the pod namespace, got {namespace!r}")
+    if service_account_namespace is not None:
+        return _token_component_rbac(accounts, namespace, absent, service_account_namespace)
     errors = component_service_accounts_errors(accounts)
     if errors:
         raise AnsibleFilterError("component_rbac: " + "; ".join(errors))
-    if not isinstance(namespace, str) or not namespace:
-        raise AnsibleFilterError(f"component_rbac: expected the pod namespace, got {namespace!r}")
+    return _rbac_documents({component: rbac_users([email]) for component, email in accounts.items()}, namespace, absent)
+
+
+def _token_component_rbac(components, namespace, absent, service_account_namespace):
+    unknown = [c for c in components if c not in COMPONENT_RULES] if isinstance(components, list) else [components]
+    if unknown or not isinstance(service_account_namespace, str) or not service_account_namespace:
+        raise AnsibleFilterError(f"component_rbac: expected a list of components (known: {', '.join(sorted(COMPONENT_RULES))}) "
+                                 f"and the ServiceAccounts' namespace, got {components!r}, {service_account_namespace!r}")
+    subjects = {component: [{"kind": "ServiceAccount", "name": component_object_name(component),
+                             "namespace": service_account_namespace}] for component in components}
+    documents = _rbac_documents(subjects, namespace, absent)
+    accounts = [{"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": component_object_name(component), "namespace": service_account_namespace}}
+                for component in COMPONENT_RULES if (component in components) != bool(absent)]
+    # Applied: the ServiceAccounts before what binds them; removed: after it.
+    return documents + accounts if absent else accounts + documents
+
+
+def _rbac_documents(subjects_of, namespace, absent):
+    """The Roles and bindings of the components in ``subjects_of`` (``{component: subjects}``), or, with
+    ``absent``, of the known components not in it."""
     rbac = "rbac.authorization.k8s.io"
     documents = []
     for component in COMPONENT_RULES:
-        if (component in accounts) == bool(absent):
+        if (component in subjects_of) == bool(absent):
             continue
-        name = _component_name(component)
-        subjects = [] if absent else rbac_users([accounts[component]])
+        name = component_object_name(component)
+        subjects = [] if absent else subjects_of[component]
         documents.append({"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": name, "namespace": namespace},
                           "rules": COMPONENT_RULES[component]})
         documents.append({"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
@@ -213,6 +258,10 @@ class FilterModule:
             "cluster_connection": cluster_connection,
             "cluster_secret": cluster_secret,
             "cluster_members": cluster_members,
+            "component_cluster_members": component_cluster_members,
+            "component_secrets": component_secrets,
+            "component_object_name": component_object_name,
+            "component_secret_name": component_secret_name,
             "exec_cluster_members": exec_cluster_members,
             "rbac_users": rbac_users,
             "component_rbac": component_rbac,

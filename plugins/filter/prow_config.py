@@ -15,6 +15,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.prow.build_cluster.plugins.module_utils._prow_components import COMPONENT_RULES, component_secret_name
 from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
 
 ROTATION_KEYS = ("schedule", "cluster", "namespace", "service_account", "image", "vars_configmap")
@@ -193,27 +194,31 @@ def _deployments(check, deployments):
     return out
 
 
-def _volume(secret, exec_configmap):
-    """The build clusters' volume: the Secret, and with ``exec_configmap`` also the ConfigMap of the
-    keyless (gke_exec) clusters' kubeconfigs, projected into one directory (aliases are unique,
-    so their keys never collide). Both optional: Prow starts before the first cluster (an empty
-    dir is no candidate), and an instance may have clusters of one model only."""
-    if not exec_configmap:
+def _volume(secret, exec_configmap, component_secret=None):
+    """The build clusters' volume: the Secret, with ``component_secret`` the Secret that only this
+    deployment's component mounts (the kubeconfigs of its own ServiceAccount in the clusters of
+    per-component access), and with ``exec_configmap`` the ConfigMap of the keyless (gke_exec)
+    clusters' kubeconfigs, projected into one directory (a cluster is in one of them only, by its
+    alias, so their keys never collide). All optional: Prow starts before the first cluster (an
+    empty dir is no candidate), and an instance may have clusters of one kind only."""
+    if not exec_configmap and not component_secret:
         return {"name": VOLUME, "secret": {"secretName": secret, "defaultMode": 420, "optional": True}}
-    return {"name": VOLUME, "projected": {"defaultMode": 420, "sources": [
-        {"secret": {"name": secret, "optional": True}},
-        {"configMap": {"name": exec_configmap, "optional": True}},
-    ]}}
+    sources = [{"secret": {"name": secret, "optional": True}}]
+    if component_secret:
+        sources.append({"secret": {"name": component_secret, "optional": True}})
+    if exec_configmap:
+        sources.append({"configMap": {"name": exec_configmap, "optional": True}})
+    return {"name": VOLUME, "projected": {"defaultMode": 420, "sources": sources}}
 
 
-def _patch(name, container_name, index, kubeconfig, secret, mount, exec_configmap=None):
+def _patch(name, container_name, index, kubeconfig, secret, mount, exec_configmap=None, component_secret=None):
     """The JSON 6902 patch of one deployment (see prow_instance_files)."""
     container = f"/spec/template/spec/containers/{index}"
     ops = [
         # Fails the kustomize build on a deployment whose container is not where Prow's
         # manifests put it, instead of patching another container.
         {"op": "test", "path": f"{container}/name", "value": container_name},
-        {"op": "add", "path": "/spec/template/spec/volumes/-", "value": _volume(secret, exec_configmap)},
+        {"op": "add", "path": "/spec/template/spec/volumes/-", "value": _volume(secret, exec_configmap, component_secret)},
         # A directory mount, no subPath: a subPath mount never sees an updated Secret.
         {"op": "add", "path": f"{container}/volumeMounts/-",
          "value": {"name": VOLUME, "mountPath": mount, "readOnly": True}},
@@ -227,12 +232,12 @@ def _patch(name, container_name, index, kubeconfig, secret, mount, exec_configma
     return ops
 
 
-def _clusters(check, clusters):
+def _clusters(check, clusters, what_all="clusters"):
     """[(alias, project, secret ID)], sorted by alias."""
-    check.items(clusters, "clusters", allow_empty=True)
+    check.items(clusters, what_all, allow_empty=True)
     checked = []
     for i, c in enumerate(clusters):
-        what = f"clusters[{i}]"
+        what = f"{what_all}[{i}]"
         check.mapping(c, what, CLUSTER_KEYS, CLUSTER_REQUIRED)
         check.label(c["name"], f"{what}.name")
         match = _GSM_SECRET.match(c["secret"]) if isinstance(c["secret"], str) else None
@@ -240,13 +245,17 @@ def _clusters(check, clusters):
             check.fail(f"{what}.secret", f"must be a Secret Manager secret, projects/PROJECT/secrets/ID, got {c['secret']!r}")
         checked.append((c["name"], match["project"], match["id"]))
     # The alias is the key in the one Secret: a repeated one would drop a cluster.
-    check.unique([alias for alias, _project, _secret in checked], "clusters", "alias")
+    check.unique([alias for alias, _project, _secret in checked], what_all, "alias")
     return sorted(checked)
 
 
-def _external_secrets(check, clusters, secret, prow_namespace, secret_store, refresh_interval):
-    """The ClusterSecretStore and the ONE ExternalSecret with an entry per build cluster."""
-    projects = sorted({project for _alias, project, _secret in clusters})
+def _external_secrets(check, clusters, secret, prow_namespace, secret_store, refresh_interval, component_clusters=None):
+    """The ClusterSecretStore and the ONE ExternalSecret with an entry per build cluster; with
+    ``component_clusters`` (``{component: clusters}``) also an ExternalSecret per component that has
+    clusters, of that component's own Secret."""
+    component_clusters = {component: members for component, members in (component_clusters or {}).items() if members}
+    every = clusters + [member for members in component_clusters.values() for member in members]
+    projects = sorted({project for _alias, project, _secret in every})
     if len(projects) > 1:
         check.fail("clusters", (
             f"are in the projects {projects}: delivery external_secrets reads every build cluster's secret through one "
@@ -269,37 +278,51 @@ def _external_secrets(check, clusters, secret, prow_namespace, secret_store, ref
             "secretVersionSelectionPolicy": "LatestOrFail",
         }}},
     }
-    external_secret = {
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ExternalSecret",
-        "metadata": {"name": secret, "namespace": prow_namespace},
-        "spec": {
-            "refreshInterval": refresh_interval,
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": secret_store},
-            "target": {"name": secret, "creationPolicy": "Owner"},
-            # One key per build cluster: its alias, read by Prow's --kubeconfig-dir. Sorted, so
-            # the document does not change with the order clusters are listed in.
-            "data": [{"secretKey": alias, "remoteRef": {"key": secret_id, "version": "latest"}}
-                     for alias, _project, secret_id in clusters],
-        },
-    }
-    return [store, external_secret]
+
+    def external_secret(name, members):
+        return {
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": prow_namespace},
+            "spec": {
+                "refreshInterval": refresh_interval,
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": secret_store},
+                "target": {"name": name, "creationPolicy": "Owner"},
+                # One key per build cluster: its alias, read by Prow's --kubeconfig-dir. Sorted, so
+                # the document does not change with the order clusters are listed in.
+                "data": [{"secretKey": alias, "remoteRef": {"key": secret_id, "version": "latest"}}
+                         for alias, _project, secret_id in members],
+            },
+        }
+
+    documents = [store] + ([external_secret(secret, clusters)] if clusters else [])
+    return documents + [external_secret(component_secret_name(secret, component), members)
+                        for component, members in sorted(component_clusters.items())]
 
 
 def prow_instance_files(deployments, clusters, secret, mount, prow_namespace, secret_sync,
-                        secret_store=None, refresh_interval=None, exec_configmap=None):
+                        secret_store=None, refresh_interval=None, exec_configmap=None, component_clusters=None):
     """kustomization.yaml, DEPLOYMENT-patch.yaml for each deployment and external-secret.yaml.
 
     The change to Prow's deployments is made once and is the same for any number of clusters:
     the Secret with a key per cluster, mounted as a directory and read with --kubeconfig-dir.
     Only external-secret.yaml depends on the clusters; it is an empty list (no file) with
     direct delivery or without clusters. With ``exec_configmap`` the volume also projects that
-    ConfigMap (the keyless clusters' kubeconfigs) into the same directory. JSON 6902 patches, because a strategic-merge patch
-    would replace the args list instead of appending to it.
+    ConfigMap (the keyless clusters' kubeconfigs) into the same directory. With ``component_clusters``
+    (``{component: clusters}``, the clusters of per-component access), each Prow component's deployment
+    also projects its own Secret, which external-secret.yaml fills with those clusters' kubeconfigs of
+    that component's ServiceAccount, and no other deployment mounts. JSON 6902 patches, because a
+    strategic-merge patch would replace the args list instead of appending to it.
     """
     check = _Check("prow_instance_files")
     checked = _deployments(check, deployments)
     clusters = _clusters(check, clusters)
+    if component_clusters is not None:
+        if not isinstance(component_clusters, dict) or set(component_clusters) - set(COMPONENT_RULES):
+            check.fail("component_clusters", f"must map Prow components ({', '.join(sorted(COMPONENT_RULES))}) to clusters, "
+                       f"got {component_clusters!r}")
+        component_clusters = {component: _clusters(check, members, f"component_clusters.{component}")
+                              for component, members in component_clusters.items()}
     check.name(secret, "secret")
     check.path(mount, "mount")
     check.label(prow_namespace, "prow_namespace")
@@ -320,10 +343,12 @@ def prow_instance_files(deployments, clusters, secret, mount, prow_namespace, se
     files = {"kustomization.yaml": [component]}
     for name, container, index, kubeconfig in checked:
         # Each patch file is one YAML document, the list of operations.
-        files[f"{name}-patch.yaml"] = [_patch(name, container, index, kubeconfig, secret, mount, exec_configmap)]
+        component_secret = component_secret_name(secret, name) if component_clusters is not None and name in COMPONENT_RULES else None
+        files[f"{name}-patch.yaml"] = [_patch(name, container, index, kubeconfig, secret, mount, exec_configmap, component_secret)]
+    delivered = clusters or any((component_clusters or {}).values())
     files["external-secret.yaml"] = (
-        _external_secrets(check, clusters, secret, prow_namespace, secret_store, refresh_interval)
-        if secret_sync == "external_secrets" and clusters else []
+        _external_secrets(check, clusters, secret, prow_namespace, secret_store, refresh_interval, component_clusters)
+        if secret_sync == "external_secrets" and delivered else []
     )
     return files
 

@@ -29,3 +29,16 @@ def component_access(component):
                 name, _sep, sub = resource.partition("/")
                 wanted.extend((name, sub, verb, namespaced) for verb in rule["verbs"])
     return wanted
+
+
+def component_object_name(component):
+    """The name of a component's objects in a build cluster (its ServiceAccount in the token model, its
+    Role and bindings): ``prow-COMPONENT``; the controller manager keeps its own name."""
+    return component if component.startswith("prow-") else "prow-" + component
+
+
+def component_secret_name(secret, component):
+    """The name, in the Prow cluster, of the Secret that only ``component`` mounts, beside the build
+    clusters' ``secret`` (and of the Secret Manager secret of its kubeconfig, beside the cluster's):
+    ``SECRET-COMPONENT`` without the ``prow-`` of the controller manager."""
+    return f"{secret}-{component[len('prow-'):] if component.startswith('prow-') else component}"

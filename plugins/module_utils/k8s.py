@@ -112,9 +112,11 @@ class K8sClient:
     def get(self, path, **kwargs):
         return self.request("GET", path, allow_404=True, **kwargs)
 
-    def can_i(self, verb, resource, *, group="", namespace=None, name=None):
+    def can_i(self, verb, resource, *, group="", namespace=None, name=None, subresource=None):
         """SelfSubjectAccessReview for the caller: (allowed, reason)."""
         attrs = {"verb": verb, "resource": resource, "group": group}
+        if subresource:
+            attrs["subresource"] = subresource
         if namespace:
             attrs["namespace"] = namespace
         if name:

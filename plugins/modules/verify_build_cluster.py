@@ -83,6 +83,14 @@ options:
       - Used instead of, or besides, O(exec_identities).
     type: dict
     default: {}
+  component_secrets:
+    description:
+      - "Per-component access of the token model: C({component: projects/P/secrets/S}), the Secret Manager secret of
+        each Prow component's own kubeconfig. Each is checked as O(stored) is (its context, its token by TokenReview,
+        its expiry), and its token must pass SelfSubjectAccessReviews for exactly the verbs its component checks and
+        must not read Secrets in O(pod_namespace)."
+    type: dict
+    default: {}
   min_validity:
     description: The stored token must stay valid at least this long (Go-style duration).
     type: str

@@ -59,65 +59,76 @@ class Checks:
         return [c for c in self.items if c["ok"] is False]
 
 
-def check_credential(module, admin, checks):
-    """Prow's side: stored kubeconfig -> TokenReview -> SSARs -> expiry. Returns the token expiry."""
+def check_credential(module, admin, checks, stored=None, component=None):
+    """Prow's side: stored kubeconfig -> TokenReview -> SSARs -> expiry. Returns the token expiry.
+
+    With ``component`` (per-component access of the token model), the chain of that component's own
+    kubeconfig (``stored``): its links say the component, and its permissions are exactly the
+    component's (SelfSubjectAccessReviews with its token), without reading Secrets."""
     params = module.params
-    label = source.label_of(params["stored"], "stored kubeconfig")
+    stored = stored or params["stored"]
+    of = f" of {component}" if component else ""
+    label = source.label_of(stored, "stored kubeconfig" + of)
     reader = source.SourceReader(module)
     try:
-        text = reader.read(params["stored"], label)
+        text = reader.read(stored, label)
     except ApiError as exc:
         # A DISABLED or DESTROYED version, also as versions/latest (the newest created one,
         # which is what External Secrets and every other reader gets): the error names it.
         fix = "check that the secret exists and that you may read it"
         if source.unreadable_version(exc):
             fix = f"enable version {exc.version} if it was disabled by mistake, or {FIX_ROTATE}"
-        checks.broken("stored kubeconfig", str(exc), fix)
+        checks.broken("stored kubeconfig" + of, str(exc), fix)
     except kc.KubeconfigError as exc:
-        checks.broken("stored kubeconfig", str(exc), "check that the file exists and that you may read it")
+        checks.broken("stored kubeconfig" + of, str(exc), "check that the file exists and that you may read it")
     if text is None:
-        checks.broken("stored kubeconfig", f"{label} does not exist", FIX_ONBOARD)
+        checks.broken("stored kubeconfig" + of, f"{label} does not exist", FIX_ONBOARD)
     try:
         config = kc.parse(text, label)
     except kc.KubeconfigError as exc:
-        checks.broken("stored kubeconfig", str(exc), FIX_ONBOARD)
+        checks.broken("stored kubeconfig" + of, str(exc), FIX_ONBOARD)
     source.hide_credentials(module, config)
     contexts = {c["name"] for c in config["contexts"]}
     if params["alias"] not in contexts:
-        checks.broken("stored kubeconfig", f"no context {params['alias']!r} (has: {', '.join(sorted(contexts))})",
+        checks.broken("stored kubeconfig" + of, f"no context {params['alias']!r} (has: {', '.join(sorted(contexts))})",
                       "onboard with this alias, or verify the alias the kubeconfig was made for")
     cluster, user = kc.context_details(config, params["alias"])
-    if user.get("exec"):
+    if user.get("exec") and not component:
         return check_exec_credential(module, admin, checks, label, cluster, user["exec"])
     token = user.get("token")
     if not token:
-        checks.broken("stored kubeconfig", f"context {params['alias']!r} has no bearer token", FIX_ONBOARD)
+        checks.broken("stored kubeconfig" + of, f"context {params['alias']!r} has no bearer token", FIX_ONBOARD)
     if cluster.get("server") != admin.server:
-        checks.broken("stored kubeconfig", f"it points at {cluster.get('server')}, this cluster is {admin.server}",
+        checks.broken("stored kubeconfig" + of, f"it points at {cluster.get('server')}, this cluster is {admin.server}",
                       "the kubeconfig belongs to another cluster: " + FIX_ONBOARD)
-    checks.ok("stored kubeconfig", f"{label}: context {params['alias']} for {admin.server}")
+    checks.ok("stored kubeconfig" + of, f"{label}: context {params['alias']} for {admin.server}")
 
     review = admin.token_review(token)
     if not review.get("authenticated"):
-        checks.broken("token", *token_rejected(admin, token, review))
+        checks.broken("token" + of, *token_rejected(admin, token, review))
     username = (review.get("user") or {}).get("username")
-    checks.ok("token", f"authenticates as {username}")
+    checks.ok("token" + of, f"authenticates as {username}")
 
     prow = k8s.connect_kubeconfig(module, config, params["alias"])
-    denied = [verb for verb in PROW_POD_VERBS
-              if not prow.can_i(verb, "pods", namespace=params["pod_namespace"])[0]]
-    if denied:
-        checks.broken("permissions", f"{username} cannot {', '.join(denied)} pods in {params['pod_namespace']}",
-                      "run playbooks/onboard.yml, whose gke_admin_ksa binds the ServiceAccount to cluster-admin "
-                      "(or bind it to a role with these verbs)")
-    checks.ok("permissions", f"may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
+    if component:
+        check_component(checks, component, username, params["pod_namespace"],
+                        lambda verb, namespace, resource, sub: prow.can_i(verb, resource, namespace=namespace, subresource=sub)[0],
+                        fix="run playbooks/onboard.yml: with access per-component it binds each component's ServiceAccount "
+                            "to its Role", link="permissions" + of)
+    else:
+        denied = [verb for verb in PROW_POD_VERBS if not prow.can_i(verb, "pods", namespace=params["pod_namespace"])[0]]
+        if denied:
+            checks.broken("permissions", f"{username} cannot {', '.join(denied)} pods in {params['pod_namespace']}",
+                          "run playbooks/onboard.yml, whose gke_admin_ksa binds the ServiceAccount to cluster-admin "
+                          "(or bind it to a role with these verbs)")
+        checks.ok("permissions", f"may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
 
     expiry = kc.token_expiry(token)
     remaining = (expiry - datetime.now(timezone.utc)).total_seconds() if expiry else None
     if remaining is not None and remaining < parse_duration(params["min_validity"]):
-        checks.broken("expiry", f"the token expires in {format_duration(max(remaining, 0))}, at {expiry.isoformat()}",
+        checks.broken("expiry" + of, f"the token expires in {format_duration(max(remaining, 0))}, at {expiry.isoformat()}",
                       "run playbooks/rotate.yml, and check that the rotation job runs")
-    checks.ok("expiry", f"valid until {expiry.isoformat()}" if expiry else "the token carries no expiry")
+    checks.ok("expiry" + of, f"valid until {expiry.isoformat()}" if expiry else "the token carries no expiry")
     return expiry
 
 
@@ -153,25 +164,28 @@ def check_exec_credential(module, admin, checks, label, cluster, plugin):
     if identities:
         checks.ok("permissions", f"{', '.join(identities)} may {', '.join(PROW_POD_VERBS)} pods in {params['pod_namespace']}")
     for component, identity in sorted(components.items()):
-        check_component(admin, checks, component, identity, params["pod_namespace"])
+        check_component(checks, component, identity, params["pod_namespace"],
+                        lambda verb, namespace, resource, sub, who=identity: subject_can(admin, who, verb, namespace, resource, sub),
+                        fix="run playbooks/onboard.yml: with access per-component it binds each component's Role (kind User)")
     checks.ok("expiry", "no stored token: the plugin gets a fresh one for each use")
     return None
 
 
-def check_component(admin, checks, component, identity, namespace):
+def check_component(checks, component, identity, namespace, can, fix, link=None):
     """Per-component access: ``identity`` may do exactly what ``component`` checks, and no more than that
-    (it may not read Secrets in the pod namespace, which none of Prow's components needs)."""
-    link = f"permissions of {component}"
+    (it may not read Secrets in the pod namespace, which none of Prow's components needs). ``can(verb,
+    namespace or None, resource, subresource)`` asks the cluster for the identity: a SubjectAccessReview
+    for a Google identity, a SelfSubjectAccessReview with a component's own token."""
+    link = link or f"permissions of {component}"
     if component not in COMPONENT_RULES:
         checks.broken(link, f"unknown component (known: {', '.join(sorted(COMPONENT_RULES))})",
                       "correct prow.component_service_accounts")
-    fix = "run playbooks/onboard.yml: with access per-component it binds each component's Role (kind User)"
     denied = [f"{verb} {resource}{'/' + sub if sub else ''}{'' if namespaced else ' (cluster)'}"
               for resource, sub, verb, namespaced in component_access(component)
-              if not subject_can(admin, identity, verb, namespace if namespaced else None, resource, sub)]
+              if not can(verb, namespace if namespaced else None, resource, sub)]
     if denied:
         checks.broken(link, f"{identity} cannot {', '.join(denied)} in {namespace}", fix)
-    if subject_can(admin, identity, "get", namespace, "secrets"):
+    if can("get", namespace, "secrets", ""):
         checks.broken(link, f"{identity} may read Secrets in {namespace}: more than {component} needs",
                       "remove the broader binding (a cluster-admin one left from access cluster-admin, or an IAM role "
                       "such as container.developer): run playbooks/onboard.yml")
@@ -397,6 +411,7 @@ def module_kwargs():
             "min_validity": {"type": "str", "default": "6h"},
             "exec_identities": {"type": "list", "elements": "str", "default": []},
             "exec_component_identities": {"type": "dict", "default": {}},
+            "component_secrets": {"type": "dict", "default": {}, "no_log": False},  # names of secrets
             "workload_identity": {
                 "type": "dict",
                 "options": {
@@ -420,6 +435,10 @@ def run(module):
     """The module's work; ends with module.exit_json or module.fail_json."""
     params = module.params
     problem = source.validate(params["stored"], "stored")
+    for component, secret in sorted(params["component_secrets"].items()):
+        if component not in COMPONENT_RULES:
+            problem = problem or f"component_secrets: unknown component {component!r} (known: {', '.join(sorted(COMPONENT_RULES))})"
+        problem = problem or source.validate({"secret": secret}, f"component_secrets.{component}")
     try:
         parse_duration(params["min_validity"])
     except ValueError as exc:
@@ -436,6 +455,11 @@ def run(module):
             result["token_expiry"] = expiry.isoformat() if expiry else None
         except Broken:
             pass
+        for component, secret in sorted(params["component_secrets"].items()):
+            try:
+                check_credential(module, admin, checks, {"secret": secret}, component)
+            except Broken:
+                pass
         if params["workload_identity"]:
             try:
                 identity = check_workload_identity(module, admin, _gcp_session.GcpSession(module), checks)

@@ -142,3 +142,56 @@ def test_absent_lists_the_objects_of_the_components_left_out():
 def test_component_rbac_refuses_unknown_components_and_non_gsa_values(accounts):
     with pytest.raises(AnsibleFilterError, match="component_rbac: "):
         f.component_rbac(accounts, "test-pods")
+
+
+PER_COMPONENT = dict(GKE, access="per-component")
+COMPONENTS = ["prow-controller-manager", "sinker", "crier", "deck"]
+
+
+def test_token_per_component_rbac_binds_each_components_own_service_account_created_first():
+    documents = f.component_rbac(COMPONENTS, "test-pods", service_account_namespace="default")
+    assert [d["kind"] for d in documents[:4]] == ["ServiceAccount"] * 4
+    assert [d["metadata"] for d in documents[:4]] == [{"name": n, "namespace": "default"} for n in
+                                                      ("prow-controller-manager", "prow-sinker", "prow-crier", "prow-deck")]
+    docs = _by_kind_name(documents)
+    assert docs[("RoleBinding", "prow-sinker")]["subjects"] == [{"kind": "ServiceAccount", "name": "prow-sinker", "namespace": "default"}]
+    assert docs[("ClusterRoleBinding", "prow-crier")]["subjects"] == [{"kind": "ServiceAccount", "name": "prow-crier",
+                                                                        "namespace": "default"}]
+    assert docs[("Role", "prow-deck")]["rules"] == [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+
+
+def test_token_per_component_absent_deletes_the_bindings_before_the_service_accounts():
+    documents = f.component_rbac([], "test-pods", absent=True, service_account_namespace="default")
+    assert len(documents) == 14 and [d["kind"] for d in documents[-4:]] == ["ServiceAccount"] * 4
+    assert all(not d.get("subjects") for d in documents if "Binding" in d["kind"])
+    assert f.component_rbac(COMPONENTS, "test-pods", absent=True, service_account_namespace="default") == []
+
+
+@pytest.mark.parametrize("components, namespace", [(["plank"], "default"), ("sinker", "default"), (COMPONENTS, "")])
+def test_token_per_component_rbac_refuses_unknown_components_and_no_namespace(components, namespace):
+    with pytest.raises(AnsibleFilterError, match="component_rbac: "):
+        f.component_rbac(components, "test-pods", service_account_namespace=namespace)
+
+
+def test_each_component_stores_its_kubeconfig_beside_the_clusters_secret():
+    assert f.component_secrets(PER_COMPONENT, PROW) == {
+        "prow-controller-manager": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a-controller-manager",
+        "sinker": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a-sinker",
+        "crier": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a-crier",
+        "deck": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-a-deck"}
+    assert f.component_secret_name("prow-build-clusters", "prow-controller-manager") == "prow-build-clusters-controller-manager"
+    assert f.component_object_name("sinker") == "prow-sinker"
+
+
+def test_a_per_component_cluster_is_a_member_of_each_components_secret_only():
+    clusters = [GKE, dict(PER_COMPONENT, alias="build-p", optional=True), KUBECONFIG]
+    assert [m["name"] for m in f.cluster_members(clusters, PROW)] == ["build-a", "build-b"]
+    members = f.component_cluster_members(clusters, PROW)
+    assert sorted(members) == sorted(COMPONENTS)
+    assert members["sinker"] == [{"name": "build-p", "optional": True,
+                                  "secret": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-p-sinker"}]
+    # Keyless per-component access stores nothing: it is in neither.
+    keyless = dict(PER_COMPONENT, credential_model="gke_exec")
+    assert f.cluster_members([keyless], PROW) == [] and f.cluster_members([keyless], PROW, "deck") == []
+    with pytest.raises(AnsibleFilterError, match="unknown component 'plank'"):
+        f.cluster_members(clusters, PROW, "plank")

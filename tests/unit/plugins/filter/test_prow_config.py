@@ -312,3 +312,50 @@ def test_with_the_keyless_configmap_the_volume_projects_it_with_the_secret_into_
 def test_a_bad_keyless_configmap_name_is_refused():
     with pytest.raises(AnsibleFilterError, match="exec_configmap"):
         instance_files(exec_configmap="Not_A_Name")
+
+
+COMPONENT_CLUSTERS = {
+    "prow-controller-manager": [{"name": "build-p", "secret": "projects/prow-project/secrets/kubeconfig_build-p-controller-manager"}],
+    "sinker": [{"name": "build-p", "secret": "projects/prow-project/secrets/kubeconfig_build-p-sinker"}],
+    "crier": [{"name": "build-p", "secret": "projects/prow-project/secrets/kubeconfig_build-p-crier"}],
+    "deck": [],
+}
+
+
+def test_each_component_deployment_projects_its_own_secret_and_others_do_not():
+    files = instance_files([{"name": "sinker"}, {"name": "hook"}], exec_configmap="prow-build-clusters-exec",
+                           component_clusters=COMPONENT_CLUSTERS)
+    assert files["sinker-patch.yaml"][0][1]["value"]["projected"]["sources"] == [
+        {"secret": {"name": "prow-build-clusters", "optional": True}},
+        {"secret": {"name": "prow-build-clusters-sinker", "optional": True}},
+        {"configMap": {"name": "prow-build-clusters-exec", "optional": True}}]
+    assert files["hook-patch.yaml"][0][1]["value"]["projected"]["sources"] == [
+        {"secret": {"name": "prow-build-clusters", "optional": True}},
+        {"configMap": {"name": "prow-build-clusters-exec", "optional": True}}]
+    # The same patches with no cluster of per-component access: adding one changes only the ExternalSecrets.
+    assert instance_files([{"name": "sinker"}], component_clusters={})["sinker-patch.yaml"] == \
+        instance_files([{"name": "sinker"}], component_clusters=COMPONENT_CLUSTERS)["sinker-patch.yaml"]
+
+
+def test_each_component_with_clusters_gets_an_external_secret_of_its_own_secret():
+    documents = instance_files(component_clusters=COMPONENT_CLUSTERS)["external-secret.yaml"]
+    names = [d["metadata"]["name"] for d in documents]
+    # Sorted by component, so the file does not change with the order they are given in.
+    assert names == ["prow-gsm", "prow-build-clusters", "prow-build-clusters-crier",
+                     "prow-build-clusters-controller-manager", "prow-build-clusters-sinker"]
+    sinker = documents[-1]
+    assert sinker["spec"]["target"] == {"name": "prow-build-clusters-sinker", "creationPolicy": "Owner"}
+    assert sinker["spec"]["data"] == [{"secretKey": "build-p", "remoteRef": {"key": "kubeconfig_build-p-sinker", "version": "latest"}}]
+    only = instance_files(clusters=[], component_clusters=COMPONENT_CLUSTERS)["external-secret.yaml"]
+    assert "prow-build-clusters" not in [d["metadata"]["name"] for d in only] and len(only) == 4
+    assert instance_files(clusters=[], component_clusters={"deck": []})["external-secret.yaml"] == []
+
+
+@pytest.mark.parametrize("component_clusters, message", [
+    ({"plank": []}, "component_clusters"),
+    ({"sinker": [{"name": "build-p", "secret": "not-a-secret"}]}, "component_clusters.sinker[0].secret"),
+    ({"sinker": [{"name": "build-p", "secret": "projects/other/secrets/s"}]}, "projects"),
+])
+def test_bad_component_clusters_are_refused(component_clusters, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        instance_files(component_clusters=component_clusters)
