@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime, timezone
 
 import pytest
 import yaml
 
-from prow_sandbox import prow
+from prow_sandbox import kube, prow
 from test_playbooks import BIN, VARS, fixture_sandbox, playbook  # noqa: F401  pylint: disable=unused-import  (the module fixture "sandbox")
 
 ALIAS = "build-sandbox"
@@ -195,3 +196,34 @@ def test_offboarding_removes_the_cluster_from_prow_without_a_crash_loop(onboarde
                         lambda: (lambda st: st if st is not None and ALIAS not in st else None)(prow.cluster_status(state)),
                         timeout=180, interval=3)
     assert statuses["default"] == "Reachable", statuses
+
+
+def test_with_per_component_access_plank_schedules_as_its_own_service_account(onboarded, tmp_path):
+    """Last: after offboarding, the cluster onboarded again with the token model's per-component access.
+    Prow's controller manager loads it from its own Secret (``prow-build-clusters-controller-manager``,
+    projected beside the shared one, which no longer has the cluster) and creates the job's pod as its
+    own ServiceAccount, which may do no more than that."""
+    state, env = onboarded
+    doc = yaml.safe_load(VARS.read_text())
+    doc["build_clusters"][0]["access"] = "per-component"
+    per_component = tmp_path / "per-component.yml"
+    per_component.write_text(yaml.safe_dump(doc))
+    restarts = prow.pod_status(state)["restarts"]
+    run = playbook(env, "onboard.yml", "-e", f"@{per_component}")
+    assert run.returncode == 0, run.stdout[-4000:]
+    shared = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", env["PROW_KUBECONFIG"], "get", "-n", prow.PROW_NAMESPACE,
+                             "externalsecrets.external-secrets.io", CONTRACT_SECRET, "--ignore-not-found", "-o", "name"],
+                            capture_output=True, text=True, check=True).stdout
+    assert shared.strip() == "", "the shared Secret must not hold a per-component cluster"
+    wait_for("the build cluster in Prow's kubeconfig dir", lambda: ALIAS in mounted_clusters(state))
+    prow.wait_ready(state, restarts_above=restarts, timeout=120)
+    prow.wait_loaded(state, ALIAS)
+    since = datetime.now(timezone.utc)
+    _job, pod = landed_pod(state, env, prow.create_prowjob(state, ALIAS))
+    assert pod["spec"]["serviceAccountName"] == JOB_KSA
+    cluster = next(c for c in kube.list_clusters(state) if c.server == yaml.safe_load(
+        (state / "out" / "composite.kubeconfig").read_text())["clusters"][0]["cluster"]["server"])
+    creators = {(e.get("user") or {}).get("username") for e in kube.settled_audit_events(cluster, since=since)
+                if e["verb"] == "create" and (e.get("objectRef") or {}).get("resource") == "pods"
+                and (e.get("objectRef") or {}).get("namespace") == "test-pods"}
+    assert creators == {"system:serviceaccount:default:prow-controller-manager"}, creators

@@ -178,6 +178,25 @@ def test_a_forced_rotation_rotates_every_components_token(per_component):
     assert [c for c in SECRETS if before[c] == after[c]] == []
 
 
+def test_direct_delivery_writes_each_components_secret_with_its_own_token(per_component):
+    state, env, tmp, _vars, _admin = per_component
+    doc = yaml.safe_load(VARS.read_text())
+    doc["build_clusters"][0]["access"] = "per-component"
+    doc["prow"]["delivery"] = "direct"
+    direct = tmp / "vars-direct.yml"
+    direct.write_text(yaml.safe_dump(doc))
+    onboard(env, direct)
+    core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(env["PROW_KUBECONFIG"]))
+    for component, name in ES_NAMES.items():
+        data = core.read_namespaced_secret(name, "default").data
+        assert sorted(data) == [ALIAS], (name, sorted(data))
+        delivered = yaml.safe_load(base64.b64decode(data[ALIAS]))
+        assert delivered["users"][0]["user"]["token"] == token_client(state, SECRETS[component])[1], component
+    since = datetime.now(timezone.utc)
+    again = onboard(env, direct)
+    assert recap(again)["changed"] == 0 and kube_writes(state, since) == [], again.stdout[-3000:]
+
+
 def test_switching_back_to_cluster_admin_removes_every_per_component_object(per_component):
     """Last in this module: it changes the cluster's access for good."""
     state, env, tmp, _vars, _admin = per_component
