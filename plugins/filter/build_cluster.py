@@ -25,6 +25,12 @@ from ansible_collections.prow.build_cluster.plugins.module_utils._prow_component
 )
 
 DEFAULT_SECRET_NAME = "prow_build_cluster_kubeconfig_{alias}"
+# job_identity federated: the credential configuration Secret the jobs mount (gcs_credentials_secret).
+DEFAULT_GCS_CREDENTIALS_SECRET = "gcs-credentials"
+# job_identity federated: the project's pool, shared by its clusters outside GKE.
+DEFAULT_FEDERATION_POOL = "prow-build-clusters"
+# The audience of the service-account tokens an EKS apiserver automounts (its --api-audiences).
+EKS_API_AUDIENCE = "https://kubernetes.default.svc"
 
 
 def _settings(value, what):
@@ -57,6 +63,44 @@ def cluster_secret(settings, prow):
     project = settings.get("secret_project") or prow.get("project")
     name = settings.get("secret_name") or DEFAULT_SECRET_NAME.format(alias=settings["alias"])
     return f"projects/{project}/secrets/{name}"
+
+
+def cluster_platform(settings):
+    """The platform whose token cap applies (ksa_token's ``platform``): the cluster's ``platform``
+    (gke, eks, aks, other), else ``gke`` for a ``gke:`` cluster, else ``auto`` (ksa_token tells a
+    GKE apiserver reached by kubeconfig by its address)."""
+    settings = _settings(settings, "cluster_platform")
+    return settings.get("platform") or ("gke" if settings.get("gke") else "auto")
+
+
+def cluster_gcs_credentials_secret(settings):
+    """The credential configuration Secret of a ``job_identity: federated`` cluster (the decoration
+    entry's ``gcs_credentials_secret``): the cluster's ``gcs_credentials_secret``, else
+    ``gcs-credentials``; '' for any other job identity (no Secret, and the entry must say so)."""
+    settings = _settings(settings, "cluster_gcs_credentials_secret")
+    if settings.get("job_identity", "gsa") != "federated":
+        return ""
+    return settings.get("gcs_credentials_secret") or DEFAULT_GCS_CREDENTIALS_SECRET
+
+
+def cluster_federation(settings):
+    """``job_identity: federated``: where the cluster's OIDC provider lives, from its ``federation``
+    key: ``{project, pool, provider, audiences}``, defaults the cluster's ``project``, the shared pool
+    ``prow-build-clusters``, the alias, and the audiences of the pod tokens besides the issuer
+    (``[https://kubernetes.default.svc]`` on ``platform: eks``, else none)."""
+    settings = _settings(settings, "cluster_federation")
+    federation = settings.get("federation") or {}
+    if not isinstance(federation, Mapping):
+        raise AnsibleFilterError(f"build_clusters[{settings['alias']}].federation: expected a dict, got {type(federation).__name__}")
+    audiences = federation.get("audiences")
+    if audiences is None:
+        audiences = [EKS_API_AUDIENCE] if settings.get("platform") == "eks" else []
+    return {
+        "project": federation.get("project") or settings.get("project") or "",
+        "pool": federation.get("pool") or DEFAULT_FEDERATION_POOL,
+        "provider": federation.get("provider") or settings["alias"],
+        "audiences": audiences,
+    }
 
 
 def _keyless(settings):
@@ -257,6 +301,9 @@ class FilterModule:
         return {
             "cluster_connection": cluster_connection,
             "cluster_secret": cluster_secret,
+            "cluster_platform": cluster_platform,
+            "cluster_gcs_credentials_secret": cluster_gcs_credentials_secret,
+            "cluster_federation": cluster_federation,
             "cluster_members": cluster_members,
             "component_cluster_members": component_cluster_members,
             "component_secrets": component_secrets,

@@ -37,9 +37,11 @@ def _members(value, _what):
 
 
 def _token_lifetimes(value, _what):
-    """What ksa_token refuses of duration and rotate_before: value is {duration, rotate_before, gke}."""
-    error, _seconds = _impl("ksa_token").lifetimes_error(value["duration"], value["rotate_before"], bool(value.get("gke")),
-                                                         names=("token_duration", "rotate_before"))
+    """What ksa_token refuses of duration and rotate_before: value is {duration, rotate_before, platform}
+    (platform as ksa_token takes it; without it, gke: true means gke)."""
+    platform = value.get("platform") or ("gke" if value.get("gke") else "other")
+    error, _seconds = _impl("ksa_token").lifetimes_error(value["duration"], value["rotate_before"], platform,
+                                                         names=("token_duration", "rotate_before", "platform"))
     return error
 
 
@@ -73,6 +75,14 @@ def _wif_id_error(value):
     return _wif.id_error(value if isinstance(value, str) else "", "ID")
 
 
+def _audiences(value, _what):
+    """Audiences a Workload Identity Federation provider allows: a list of non-empty strings without spaces."""
+    if not isinstance(value, list):
+        return f"must be a list of audiences, got {type(value).__name__}"
+    bad = [a for a in value if not isinstance(a, str) or not a or any(c.isspace() for c in a)]
+    return f"{bad[0]!r} is not an audience (a non-empty string without spaces, e.g. https://kubernetes.default.svc)" if bad else None
+
+
 def _component_service_accounts(value, _what):
     from ansible_collections.prow.build_cluster.plugins.filter.build_cluster import (  # pylint: disable=import-outside-toplevel
         component_service_accounts_errors)
@@ -100,6 +110,7 @@ CHECKS = {
     "wif_id": lambda value, what: _wif_id_error(value),
     "secret_key": lambda value, what: _impl("workload_identity_binding").secret_key_error(value, "key"),
     "component_service_accounts": _component_service_accounts,
+    "audiences": _audiences,
     "pod_path": lambda value, what: _impl("workload_identity_binding").token_path_error(value, "path"),
 }
 

@@ -69,7 +69,8 @@ options:
   duration:
     description:
       - Requested token lifetime, Go-style (C(48h), C(90m)) or seconds. At least C(10m), the API's minimum.
-      - GKE does not grant more than C(48h); on GKE (see O(platform)) a longer duration is refused before any call.
+      - The platform's apiserver grants no longer token (see O(platform)) - C(48h) on GKE, C(24h) on EKS and AKS -
+        so a longer duration is refused before any write.
     type: str
     default: 48h
   rotate_before:
@@ -86,11 +87,13 @@ options:
     default: false
   platform:
     description:
-      - Whether the cluster is GKE, whose 48h token cap O(duration) must respect.
-      - C(auto) treats the cluster as GKE when connected with O(gke), or when the server's version contains C(-gke.).
-      - C(gke) always applies the cap, for example for a GKE cluster reached through a proxy; C(other) never does.
+      - The platform of the cluster, whose token lifetime cap O(duration) must respect - C(gke) 48h, C(eks) 24h
+        (EKS caps service-account tokens at 24h), C(aks) 24h (as reported for the AKS OIDC issuer); C(other) has none.
+      - C(auto) treats the cluster as GKE when connected with O(gke), or when the server's version contains C(-gke.),
+        else as C(other).
+      - C(gke) always applies the GKE cap, for example for a GKE cluster reached through a proxy.
     type: str
-    choices: [auto, gke, other]
+    choices: [auto, gke, eks, aks, other]
     default: auto
   current:
     description:

@@ -183,7 +183,8 @@ def test_federated_inputs_are_checked_before_any_write(sandbox, tmp_path):
     since = datetime.now(timezone.utc)
     for mutate, text in [
         (set_in(["build_clusters", 0], {"alias": "fed", **kubeconfig_cluster}),
-         "gcs_access_federation_provider (build_clusters[fed].alias): ID 'fed' is not a valid ID: 4 to 32"),
+         "build_clusters[fed].federation.provider, else its alias (gcs_access_federation_provider): ID 'fed' is not a"
+         " valid ID: 4 to 32"),
         (lambda doc: doc["build_clusters"][0].update(job_identity="federated"),
          "build_clusters[build-sandbox].job_identity: federated is for clusters outside GKE"),
     ]:

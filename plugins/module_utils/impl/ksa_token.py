@@ -34,7 +34,15 @@ BOUND_LABELS = {"app.kubernetes.io/managed-by": "prow.build_cluster.ksa_token"}
 BOUND_SELECTOR = ",".join(f"{k}={v}" for k, v in BOUND_LABELS.items())
 SA_ANNOTATION = "prow.build-cluster/service-account"
 
-GKE_MAX_SECONDS = 48 * 3600
+# The longest token each platform's apiserver grants (its --service-account-max-token-expiration):
+# a longer duration is refused before any write, rather than silently cut by the server.
+# GKE: 48h. EKS: 24h. AKS: 24h, as reported for the AKS OIDC issuer in
+# https://github.com/MicrosoftDocs/azure-docs/issues/102161 (not in Microsoft's own documentation).
+# other: no cap (the cluster's own flag decides; a cut is warned about).
+PLATFORM_MAX_SECONDS = {"gke": 48 * 3600, "eks": 24 * 3600, "aks": 24 * 3600}
+PLATFORM_LABELS = {"gke": "GKE", "eks": "EKS", "aks": "AKS"}
+PLATFORMS = ["auto", "gke", "eks", "aks", "other"]
+GKE_MAX_SECONDS = PLATFORM_MAX_SECONDS["gke"]
 MIN_SECONDS = 600  # TokenRequest rejects expirationSeconds below 10 minutes
 # Servers may shorten a lifetime a little (clock rounding); warn only about real cuts.
 SHORTENED_SLACK = 60
@@ -51,7 +59,7 @@ def argument_spec():
         duration={"type": "str", "default": "48h"},
         rotate_before={"type": "str", "default": "24h"},
         force={"type": "bool", "default": False},
-        platform={"type": "str", "default": "auto", "choices": ["auto", "gke", "other"]},
+        platform={"type": "str", "default": "auto", "choices": list(PLATFORMS)},
         current={"type": "dict", "options": copy.deepcopy(sources.SOURCE_OPTIONS)},
         dest={"type": "path"},
         return_content={"type": "bool", "default": False},
@@ -67,9 +75,10 @@ def alias_error(alias):
     return None
 
 
-def lifetimes_error(duration, rotate_before, on_gke, names=("duration", "rotate_before")):
+def lifetimes_error(duration, rotate_before, platform, names=("duration", "rotate_before", "platform")):
     """(why the token lifetimes are refused or None, (duration, rotate_before) in seconds): the
-    module's check, which the playbooks' pre-flight runs too (``names``: the options as the caller calls them)."""
+    module's check, which the playbooks' pre-flight runs too (``names``: the options as the caller
+    calls them). ``platform``: gke, eks, aks, other (auto as other: its GKE check needs the server)."""
     seconds = []
     for name, value in zip(names, (duration, rotate_before)):
         try:
@@ -81,8 +90,8 @@ def lifetimes_error(duration, rotate_before, on_gke, names=("duration", "rotate_
     if seconds[1] >= seconds[0]:
         return (f"{names[1]} ({rotate_before}) must be shorter than {names[0]} ({duration}), "
                 "otherwise every new token would be rotated at once"), None
-    if seconds[0] > GKE_MAX_SECONDS and on_gke:
-        return gke_cap_message(duration), None
+    if seconds[0] > PLATFORM_MAX_SECONDS.get(platform, float("inf")):
+        return cap_message(duration, platform, names), None
     return None, tuple(seconds)
 
 
@@ -110,8 +119,8 @@ def validate(module):
             if error:
                 module.fail_json(msg=error)
         return None, None
-    on_gke = params["platform"] == "gke" or (params["platform"] == "auto" and bool(params.get("gke")))
-    error, seconds = lifetimes_error(params["duration"], params["rotate_before"], on_gke)
+    platform = "gke" if params["platform"] == "auto" and params.get("gke") else params["platform"]
+    error, seconds = lifetimes_error(params["duration"], params["rotate_before"], platform)
     if error:
         module.fail_json(msg=error)
     duration, rotate_before = seconds
@@ -144,11 +153,17 @@ def revoke_after_error(value):
     return None
 
 
-def gke_cap_message(duration):
+def cap_message(duration, platform, names=("duration", "rotate_before", "platform")):
+    """Why ``duration`` is refused on ``platform`` (one of PLATFORM_MAX_SECONDS)."""
+    cap, label = format_duration(PLATFORM_MAX_SECONDS[platform]), PLATFORM_LABELS[platform]
     return (
-        f"duration {duration} exceeds 48h, the longest token GKE grants; use 48h or less "
-        "and rotate on a schedule (or set platform: other if this is not a GKE cluster)"
+        f"{names[0]} {duration} exceeds {cap}, the longest token {label} grants ({names[2]} {platform}); use {cap} "
+        f"or less and rotate on a schedule (or set {names[2]}: other if this is not a {label} cluster)"
     )
+
+
+def gke_cap_message(duration):
+    return cap_message(duration, "gke")
 
 
 def read_current(module):

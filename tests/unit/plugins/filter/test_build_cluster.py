@@ -195,3 +195,39 @@ def test_a_per_component_cluster_is_a_member_of_each_components_secret_only():
     assert f.cluster_members([keyless], PROW) == [] and f.cluster_members([keyless], PROW, "deck") == []
     with pytest.raises(AnsibleFilterError, match="unknown component 'plank'"):
         f.cluster_members(clusters, PROW, "plank")
+
+def test_the_platform_is_the_clusters_else_gke_for_a_gke_cluster_else_auto():
+    assert f.cluster_platform(GKE) == "gke"
+    assert f.cluster_platform(KUBECONFIG) == "auto"
+    assert f.cluster_platform(dict(KUBECONFIG, platform="eks")) == "eks"
+    assert f.cluster_platform(dict(KUBECONFIG, platform="aks")) == "aks"
+
+
+def test_the_gcs_credentials_secret_only_with_job_identity_federated():
+    assert f.cluster_gcs_credentials_secret(KUBECONFIG) == ""
+    assert f.cluster_gcs_credentials_secret(dict(KUBECONFIG, job_identity="gsa", gcs_credentials_secret="x")) == ""
+    assert f.cluster_gcs_credentials_secret(dict(KUBECONFIG, job_identity="federated")) == "gcs-credentials"
+    federated = dict(KUBECONFIG, job_identity="federated", gcs_credentials_secret="team-b-gcs")
+    assert f.cluster_gcs_credentials_secret(federated) == "team-b-gcs"
+
+
+def test_the_federation_names_default_to_the_project_the_shared_pool_and_the_alias():
+    assert f.cluster_federation(KUBECONFIG) == {
+        "project": "team-b", "pool": "prow-build-clusters", "provider": "build-b", "audiences": []}
+
+
+def test_the_federation_key_names_each_of_them_and_eks_allows_its_apiservers_audience():
+    named = dict(KUBECONFIG, federation={"project": "wif-host", "pool": "team-pool", "provider": "prov-b",
+                                         "audiences": ["https://b.example"]})
+    assert f.cluster_federation(named) == {
+        "project": "wif-host", "pool": "team-pool", "provider": "prov-b", "audiences": ["https://b.example"]}
+    eks = dict(KUBECONFIG, platform="eks")
+    assert f.cluster_federation(eks)["audiences"] == ["https://kubernetes.default.svc"]
+    # Audiences named, even none, replace the EKS default.
+    assert f.cluster_federation(dict(eks, federation={"audiences": []}))["audiences"] == []
+    assert f.cluster_federation(dict(eks, federation={"pool": "p-ool"}))["audiences"] == ["https://kubernetes.default.svc"]
+
+
+def test_a_federation_that_is_not_a_dict_is_refused_naming_the_key():
+    with pytest.raises(AnsibleFilterError, match=r"build_clusters\[build-b\]\.federation: expected a dict"):
+        f.cluster_federation(dict(KUBECONFIG, federation=["pool"]))

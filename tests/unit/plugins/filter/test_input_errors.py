@@ -32,6 +32,10 @@ GOOD = [
     ("pod_path", "/var/run/secrets/tokens/gcs/token"),
     ("component_service_accounts", {"sinker": "prow-sinker@prow-project.iam.gserviceaccount.com"}),
     ("component_service_accounts", {}),
+    ("token_lifetimes", {"duration": "24h", "rotate_before": "12h", "platform": "eks"}),
+    ("token_lifetimes", {"duration": "72h", "rotate_before": "24h", "platform": "other"}),
+    ("audiences", []),
+    ("audiences", ["https://kubernetes.default.svc"]),
 ]
 
 BAD = [
@@ -66,6 +70,9 @@ BAD = [
      "unknown component 'plank'"),
     ("component_service_accounts", {"deck": "deck@example.com"}, "is not a Google service account email"),
     ("component_service_accounts", ["deck"], "expected a mapping"),
+    ("audiences", "https://kubernetes.default.svc", "must be a list of audiences"),
+    ("audiences", ["a b"], "is not an audience"),
+    ("audiences", [""], "is not an audience"),
 ]
 
 
@@ -102,3 +109,19 @@ def test_output_dir_a_file_a_file_parent_and_a_new_directory(tmp_path):
     assert "cannot be created" in _validate.output_dir_error(str(a_file / "out"))
     assert _validate.output_dir_error(str(tmp_path / "new" / "out")) is None
     assert _validate.output_dir_error(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize(("platform", "duration", "cap", "label"), [
+    ("gke", "72h", "48h", "GKE"), ("eks", "48h", "24h", "EKS"), ("aks", "25h", "24h", "AKS")])
+def test_a_token_over_the_platforms_cap_is_refused_naming_both_variables(platform, duration, cap, label):
+    value = {"duration": duration, "rotate_before": "1h", "platform": platform}
+    [error] = input_errors([{"variable": "build_clusters[a]", "kind": "token_lifetimes", "value": value}])
+    assert error == (f"build_clusters[a]: token_duration {duration} exceeds {cap}, the longest token {label} grants"
+                     f" (platform {platform}); use {cap} or less and rotate on a schedule (or set platform: other if this"
+                     f" is not a {label} cluster)")
+
+
+@pytest.mark.parametrize(("platform", "duration"), [("gke", "48h"), ("eks", "24h"), ("aks", "24h"), ("other", "720h")])
+def test_a_token_at_the_platforms_cap_passes(platform, duration):
+    value = {"duration": duration, "rotate_before": "1h", "platform": platform}
+    assert input_errors([{"variable": "v", "kind": "token_lifetimes", "value": value}]) == []

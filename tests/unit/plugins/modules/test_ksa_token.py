@@ -33,6 +33,8 @@ def test_defaults_are_gencreds():
 @pytest.mark.parametrize(("params", "message"), [
     ({"duration": "72h", "platform": "gke"}, "duration 72h exceeds 48h"),
     ({"duration": "72h", "gke": "projects/p/locations/l/clusters/c"}, "duration 72h exceeds 48h"),
+    ({"duration": "48h", "platform": "eks"}, "duration 48h exceeds 24h, the longest token EKS grants (platform eks)"),
+    ({"duration": "25h", "platform": "aks"}, "duration 25h exceeds 24h, the longest token AKS grants (platform aks)"),
     ({"duration": "9m"}, "shorter than 10m"),
     ({"rotate_before": "2d"}, "rotate_before (2d) must be shorter than duration (48h)"),
     ({"namespace": "Bad"}, "namespace 'Bad' is not a valid name"),
@@ -55,6 +57,18 @@ def test_bad_input(params, message):
 ])
 def test_long_durations_allowed_off_gke(params, expected):
     assert mod.validate(FakeModule(**params))[0] == expected
+
+
+def test_the_caps_table_has_a_cap_and_a_name_for_each_capped_platform_and_the_choices_match():
+    assert mod.PLATFORM_MAX_SECONDS == {"gke": 48 * 3600, "eks": 24 * 3600, "aks": 24 * 3600}
+    assert set(mod.PLATFORM_LABELS) == set(mod.PLATFORM_MAX_SECONDS)
+    assert mod.argument_spec()["platform"]["choices"] == ["auto", "gke", "eks", "aks", "other"]
+    assert set(mod.PLATFORM_MAX_SECONDS) | {"auto", "other"} == set(mod.PLATFORMS)
+
+
+@pytest.mark.parametrize(("platform", "duration"), [("gke", "48h"), ("eks", "24h"), ("aks", "24h"), ("other", "720h")])
+def test_a_duration_at_the_platforms_cap_is_accepted(platform, duration):
+    assert mod.validate(FakeModule(platform=platform, duration=duration, rotate_before="1h"))[0] == mod.parse_duration(duration)
 
 
 @pytest.mark.parametrize("alias", ["default", "build-myteam", "gke_proj_us-west1_c", "k8s-infra.prow-build"])
