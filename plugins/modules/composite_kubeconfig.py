@@ -10,7 +10,8 @@ module: composite_kubeconfig
 short_description: Merge build-cluster kubeconfigs into the composite that Prow components load
 version_added: 0.1.0
 description:
-  - Merges kubeconfigs (files, inline content or Google Secret Manager secrets) into what Prow components load.
+  - Merges kubeconfigs (files, inline content, Google Secret Manager secrets or keyless GKE clusters) into what Prow
+    components load.
   - Every context name must be unique across the members, as Prow's C(--kubeconfig-dir) requires;
     a duplicate is an error before anything is written.
   - Two outputs. O(dest) is one composite file for C(--kubeconfig) or C(KUBECONFIG), deterministic (entries
@@ -25,8 +26,8 @@ author:
 options:
   members:
     description:
-      - The kubeconfigs to merge. Each item gives exactly one of O(members[].path), O(members[].content) or
-        O(members[].secret).
+      - The kubeconfigs to merge. Each item gives exactly one of O(members[].path), O(members[].content),
+        O(members[].secret) or O(members[].gke).
     type: list
     elements: dict
     required: true
@@ -45,6 +46,13 @@ options:
           - A Google Secret Manager secret holding a kubeconfig, C(projects/PROJECT/secrets/SECRET), optionally
             with C(/versions/VERSION) (default C(latest)), as gencred stored them. Read with the Google
             credentials options.
+        type: str
+      gke:
+        description:
+          - A keyless GKE cluster, C(projects/PROJECT/locations/LOCATION/clusters/CLUSTER) - its kubeconfig names GKE's
+            exec credential plugin (C(gke-gcloud-auth-plugin)), with the endpoint and CA read from the GKE API with the
+            Google credentials options, as M(prow.build_cluster.gke_exec_kubeconfig) writes it for Prow. No secret.
+          - Needs O(members[].name), the context name.
         type: str
       optional:
         description:

@@ -22,7 +22,7 @@ from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconf
 from ansible_collections.prow.build_cluster.plugins.module_utils import kubeconfig_source as sources
 from ansible_collections.prow.build_cluster.plugins.module_utils._errors import ApiError
 from ansible_collections.prow.build_cluster.plugins.module_utils._retry import call_with_retry
-from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error
+from ansible_collections.prow.build_cluster.plugins.module_utils._validate import dns_label_error, dns_subdomain_error, parse_gke_name
 from ansible_collections.prow.build_cluster.plugins.module_utils._values import fingerprint, parse_duration
 from ansible_collections.prow.build_cluster.plugins.module_utils._gcp_session import GCP_AUTH_ARGSPEC, GCP_AUTH_MUTUALLY_EXCLUSIVE
 from ansible_collections.prow.build_cluster.plugins.module_utils.k8s import (
@@ -44,7 +44,8 @@ def argument_spec():
             "type": "list",
             "elements": "dict",
             "required": True,
-            "options": {**copy.deepcopy(sources.SOURCE_OPTIONS), "optional": {"type": "bool", "default": False}},
+            "options": {**copy.deepcopy(sources.SOURCE_OPTIONS), "gke": {"type": "str"},
+                        "optional": {"type": "bool", "default": False}},
         },
         dest={"type": "path"},
         kubernetes_secret={  # where to write, not a secret value
@@ -71,7 +72,8 @@ def validate(module):
     except ValueError as exc:
         module.fail_json(msg=f"warn_before: {exc}")
     for index, item in enumerate(params["members"]):
-        error = sources.validate(item, sources.label_of(item, f"members[{index}]"))
+        error = gke_member_error(item, index) if item.get("gke") is not None else sources.validate(
+            item, sources.label_of(item, f"members[{index}]"))
         if error:
             module.fail_json(msg=error)
     # In check mode the directory may be one an earlier task (the Prow files) would create.
@@ -90,6 +92,40 @@ def validate(module):
     return warn_before
 
 
+def gke_member_error(item, index):
+    """Why a keyless member (``gke``: its kubeconfig names GKE's exec plugin, read from the GKE API) is refused."""
+    others = [key for key in ("path", "content", "secret") if item.get(key) is not None]
+    if others:
+        return f"members[{index}]: give exactly one of path, content, secret or gke (got gke, {', '.join(others)})"
+    if not item.get("name"):
+        return f"members[{index}]: a gke member needs name, its context name (the cluster's alias)"
+    try:
+        parse_gke_name(item["gke"])
+    except ValueError as exc:
+        return f"members[{index}].{exc}"
+    return None
+
+
+def read_gke_member(module, reader, item):
+    """A keyless member's kubeconfig text (as gke_exec_kubeconfig writes it into Prow's ConfigMap), or None
+    if GKE does not know the cluster."""
+    from ansible_collections.prow.build_cluster.plugins.module_utils.impl import (  # pylint: disable=import-outside-toplevel
+        gke_exec_kubeconfig as exec_impl)
+
+    found = exec_impl.read_cluster(module, reader.gcp(), item["gke"])
+    return None if found is None else exec_impl.exec_kubeconfig(module, item["name"], item["gke"], found, dict(kc.GKE_EXEC_PLUGIN))
+
+
+def kind_of(item):
+    return "GKE cluster" if item.get("gke") else "secret" if item.get("secret") else "file"
+
+
+def what_of(item):
+    if item.get("gke"):
+        return f"GKE cluster {item['gke']}"
+    return f"secret {item['secret']}" if item.get("secret") else f"file {item.get('path')}"
+
+
 def load_members(module):
     """[(label, config)] of the members found, and the labels of the optional ones that were not."""
     reader = sources.SourceReader(module)
@@ -98,21 +134,20 @@ def load_members(module):
     for index, item in enumerate(module.params["members"]):
         label = sources.label_of(item, f"members[{index}]")
         try:
-            text = reader.read(item, label)
+            text = read_gke_member(module, reader, item) if item.get("gke") else reader.read(item, label)
             if text is None and item["optional"]:
                 # A cluster whose first onboarding has not stored a kubeconfig yet: the others
                 # must not lose their place in what Prow loads because of it.
-                module.warn(f"{label}: no such {'secret' if item.get('secret') else 'file'} yet; left out")
+                module.warn(f"{label}: no such {kind_of(item)} yet; left out")
                 missing.append(label)
                 continue
             if text is None and module.check_mode:
                 # Check mode on an empty project: the earlier task that stores it only said it
                 # would. A real run has it, so it is not among the missing optional members.
-                what = f"secret {item['secret']}" if item.get("secret") else f"file {item.get('file')}"
                 module.exit_json(changed=True, missing=[], msg=(
-                    f"{label}: {what} does not exist yet: a real run stores it first; would merge it with the other members"))
+                    f"{label}: {what_of(item)} does not exist yet: a real run stores it first; would merge it with the other members"))
             if text is None:
-                module.fail_json(msg=f"{label}: no such {'secret' if item.get('secret') else 'file'}")
+                module.fail_json(msg=f"{label}: no such {kind_of(item)}")
             config = kc.parse(text, label)
         except kc.KubeconfigError as exc:
             module.fail_json(msg=str(exc))

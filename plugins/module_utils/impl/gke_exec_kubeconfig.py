@@ -88,14 +88,27 @@ def plugin(module):
     return dict(kc.GKE_EXEC_PLUGIN, command=module.params["plugin_command"], args=list(module.params["plugin_args"]))
 
 
+def read_cluster(module, gcp, gke):
+    """The GKE cluster ``gke`` (projects/P/locations/L/clusters/C) as the GKE API returns it, or None if it does not exist."""
+    project, location, name = parse_gke_name(gke)
+    return gcp.get("container", f"/v1/projects/{project}/locations/{location}/clusters/{name}", f"GKE cluster {gke}")
+
+
+def exec_kubeconfig(module, alias, gke, found, plugin_spec):
+    """The keyless kubeconfig of context ``alias`` for the GKE cluster ``found`` (read_cluster): no secret in it."""
+    ca_data = (found.get("masterAuth") or {}).get("clusterCaCertificate")
+    if not found.get("endpoint") or not ca_data:
+        module.fail_json(msg=f"GKE cluster {gke} has no endpoint or CA yet (status {found.get('status')})")
+    return kc.dump(kc.build_exec(alias, f"https://{found['endpoint']}", ca_data, plugin_spec))
+
+
 def desired_data(module):
     """{alias: kubeconfig text} for every cluster GKE knows, and the optional ones it does not."""
     gcp = GcpSession(module)
     data, missing = {}, []
     for cluster in module.params["clusters"]:
-        project, location, name = parse_gke_name(cluster["gke"])
         what = f"GKE cluster {cluster['gke']}"
-        found = gcp.get("container", f"/v1/projects/{project}/locations/{location}/clusters/{name}", what)
+        found = read_cluster(module, gcp, cluster["gke"])
         if found is None and cluster["optional"]:
             module.warn(f"{what} ({cluster['name']}) does not exist: left out of ConfigMap {module.params['name']}")
             missing.append(cluster["name"])
@@ -103,11 +116,7 @@ def desired_data(module):
         if found is None:
             raise TargetMissing(what, f"write its exec kubeconfig into ConfigMap {module.params['name']}",
                                 message="does not exist; create it first (gke_cluster) or fix gke")
-        ca_data = (found.get("masterAuth") or {}).get("clusterCaCertificate")
-        if not found.get("endpoint") or not ca_data:
-            module.fail_json(msg=f"{what} has no endpoint or CA yet (status {found.get('status')})")
-        config = kc.build_exec(cluster["name"], f"https://{found['endpoint']}", ca_data, plugin(module))
-        data[cluster["name"]] = kc.dump(config)
+        data[cluster["name"]] = exec_kubeconfig(module, cluster["name"], cluster["gke"], found, plugin(module))
     return data, missing
 
 
