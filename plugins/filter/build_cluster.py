@@ -68,7 +68,7 @@ def cluster_secret(settings, prow):
 def cluster_platform(settings):
     """The platform whose token cap applies (ksa_token's ``platform``): the cluster's ``platform``
     (gke, eks, aks, other), else ``gke`` for a ``gke:`` cluster, else ``auto`` (ksa_token tells a
-    GKE apiserver reached by kubeconfig by its address)."""
+    GKE apiserver reached by kubeconfig by its version)."""
     settings = _settings(settings, "cluster_platform")
     return settings.get("platform") or ("gke" if settings.get("gke") else "auto")
 
