@@ -156,7 +156,7 @@ def test_token_per_component_rbac_binds_each_components_own_service_account_crea
     docs = _by_kind_name(documents)
     assert docs[("RoleBinding", "prow-sinker")]["subjects"] == [{"kind": "ServiceAccount", "name": "prow-sinker", "namespace": "default"}]
     assert docs[("ClusterRoleBinding", "prow-crier")]["subjects"] == [{"kind": "ServiceAccount", "name": "prow-crier",
-                                                                        "namespace": "default"}]
+                                                                       "namespace": "default"}]
     assert docs[("Role", "prow-deck")]["rules"] == [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
 
 
@@ -195,6 +195,7 @@ def test_a_per_component_cluster_is_a_member_of_each_components_secret_only():
     assert f.cluster_members([keyless], PROW) == [] and f.cluster_members([keyless], PROW, "deck") == []
     with pytest.raises(AnsibleFilterError, match="unknown component 'plank'"):
         f.cluster_members(clusters, PROW, "plank")
+
 
 def test_the_platform_is_the_clusters_else_gke_for_a_gke_cluster_else_auto():
     assert f.cluster_platform(GKE) == "gke"
