@@ -86,6 +86,10 @@ def test_check_real_check_real_and_the_kubeconfig_works(ansible, kube_cluster, k
     # The Secret the token is bound to (generateName: the audit log has no name for it), then the token.
     assert audit.describe(writes) == [f"create secrets {sa['namespace']}/", f"create serviceaccounts/token {sa['namespace']}/prow-admin"]
     assert result["bound_secret"].startswith("prow-admin-token-") and bound_secrets(kube_client, sa) == [result["bound_secret"]]
+    # Owned by the ServiceAccount: deleting that by hand takes its token Secrets along (garbage collector).
+    owners = client.CoreV1Api(kube_client).read_namespaced_secret(result["bound_secret"], sa["namespace"]).metadata.owner_references
+    account = client.CoreV1Api(kube_client).read_namespaced_service_account("prow-admin", sa["namespace"])
+    assert [(o.kind, o.name, o.uid) for o in owners] == [("ServiceAccount", "prow-admin", account.metadata.uid)]
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
     token = token_in(dest)
     # The expiry is the one the server granted: 48h from now, give or take the run's duration.

@@ -149,7 +149,7 @@ CREATES = [
     "prow.build_cluster.gcs_access : Grant write access on the bucket to the job GSA and Prow's control plane",
     "prow.build_cluster.credentials : Ensure Prow's ServiceAccount and its ClusterRoleBinding in build-sandbox",
     "prow.build_cluster.credentials : Mint a token if the stored one is due for build-sandbox",
-    "prow.build_cluster.credentials : Let the secret syncer read the secret",
+    "prow.build_cluster.credentials : Let the secret syncer read the secrets",
     "prow.build_cluster.prow_config : Write the Prow configuration files for build-sandbox",
     "prow.build_cluster.credentials : Store the new kubeconfig in Secret Manager for build-sandbox",
     "prow.build_cluster.credentials : Merge the composite kubeconfig",

@@ -229,12 +229,16 @@ def bound_secrets(client, namespace, service_account):
     return sorted(items, key=lambda item: (item["metadata"].get("creationTimestamp") or "", item["metadata"]["name"]))
 
 
-def create_bound_secret(client, namespace, service_account):
-    """A Secret of no content for one token to be bound to: deleting it revokes that token."""
+def create_bound_secret(client, namespace, service_account, owner_uid):
+    """A Secret of no content for one token to be bound to: deleting it revokes that token. Owned by
+    the ServiceAccount (``owner_uid``), so the garbage collector removes it with the ServiceAccount
+    however that goes (offboarding revokes first, but a ServiceAccount deleted by hand leaves none)."""
     body = {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"generateName": f"{service_account[:40]}-token-", "namespace": namespace,
-                     "labels": dict(BOUND_LABELS), "annotations": {SA_ANNOTATION: service_account}},
+                     "labels": dict(BOUND_LABELS), "annotations": {SA_ANNOTATION: service_account},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "ServiceAccount", "name": service_account,
+                                          "uid": owner_uid}]},
     }
     return client.request("POST", secrets_path(namespace), body, resource=f"secret {namespace}/{service_account}-token-*")
 
@@ -250,8 +254,13 @@ def mint(module, client, duration):
     """(token, expiry, bound Secret's name) from a TokenRequest bound to a new Secret, with the expiry the server granted."""
     params = module.params
     namespace, name = params["namespace"], params["service_account"]
+    account = client.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}",
+                             resource=f"serviceaccount {namespace}/{name}", allow_404=True)
+    if not account:
+        module.fail_json(msg=f"ServiceAccount {namespace}/{name} does not exist: create it first "
+                             "(prow.build_cluster.gke_admin_ksa)", status=404)
     try:
-        secret = create_bound_secret(client, namespace, name)
+        secret = create_bound_secret(client, namespace, name, account["metadata"]["uid"])
     except ApiError as exc:
         if exc.status == 404:
             module.fail_json(msg=f"namespace {namespace} does not exist: create the ServiceAccount first "
