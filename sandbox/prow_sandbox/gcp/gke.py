@@ -3,7 +3,8 @@
 Every created cluster is a real sandbox kube-apiserver (:func:`prow_sandbox.kube.start_cluster`)
 started in a background thread while the create operation runs, so polling loops really
 wait. Its ``endpoint`` (host:port, no scheme, as GKE returns it) and
-``masterAuth.clusterCaCertificate`` work with the kubernetes client, and it accepts Google
+``masterAuth.clusterCaCertificate``, given once the create is done (a cluster still PROVISIONING
+has none), work with the kubernetes client, and it accepts Google
 access tokens issued by this fake: the apiserver asks :func:`token_review` (a TokenReview
 webhook) who owns a token, and, for every request RBAC does not allow,
 :func:`subject_access_review` (an authorization webhook, as GKE asks IAM), which answers from
@@ -217,7 +218,9 @@ def cluster_json(ctx: Ctx, c: GkeCluster) -> dict[str, Any]:
         body["statusMessage"] = c.status_message
     if c.workload_pool:
         body["workloadIdentityConfig"] = {"workloadPool": c.workload_pool}
-    if c.kube is not None:
+    # No endpoint before the create is done (the apiserver may already be up meanwhile): a cluster still
+    # PROVISIONING cannot be reached yet, which a client of an interrupted create must wait out.
+    if c.kube is not None and c.status != "PROVISIONING":
         body["endpoint"] = c.kube.server.removeprefix("https://")
         body["masterAuth"] = {"clusterCaCertificate": c.kube.ca_data}
     for key in ("description", "resourceLabels"):

@@ -348,13 +348,16 @@ def test_create_latency_overlaps_the_apiserver_start(env, created):
                 fake_cluster = next(c for c in env.fake.state.clusters.values() if c.name == "slow-create")
                 if fake_cluster.kube is not None:
                     running_with_apiserver.append(time.monotonic() - started)
-                    # GKE's cluster stays PROVISIONING until its create operation is done.
-                    assert client.get_cluster(name=f"{PARENT}/clusters/slow-create").status.name == "PROVISIONING"
+                    # GKE's cluster stays PROVISIONING until its create operation is done, with no endpoint to reach.
+                    provisioning = client.get_cluster(name=f"{PARENT}/clusters/slow-create")
+                    assert provisioning.status.name == "PROVISIONING" and provisioning.endpoint == ""
+                    assert not provisioning.master_auth.cluster_ca_certificate
         elapsed = time.monotonic() - started
         assert latency <= elapsed < latency + 3, elapsed
         assert running_with_apiserver and running_with_apiserver[0] < latency
         assert not op.error.message
-        assert client.get_cluster(name=f"{PARENT}/clusters/slow-create").status.name == "RUNNING"
+        done = client.get_cluster(name=f"{PARENT}/clusters/slow-create")
+        assert done.status.name == "RUNNING" and done.endpoint and done.master_auth.cluster_ca_certificate
     finally:
         env.configure(gke_operation_latency={})
         wait(client, client.delete_cluster(name=f"{PARENT}/clusters/slow-create"))
