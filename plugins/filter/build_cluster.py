@@ -138,10 +138,12 @@ def cluster_members(clusters, prow, component=None):
     return members
 
 
-def component_cluster_members(clusters, prow):
+def component_cluster_members(clusters, prow, left_out=()):
     """``{component: cluster_members(clusters, prow, component)}`` for every Prow component: what each
-    component's own Secret in the Prow cluster holds."""
-    return {component: cluster_members(clusters, prow, component) for component in COMPONENT_RULES}
+    component's own Secret in the Prow cluster holds, but the clusters named in ``left_out`` (those
+    whose kubeconfig composite_kubeconfig found missing)."""
+    return {component: [m for m in cluster_members(clusters, prow, component) if m["name"] not in left_out]
+            for component in COMPONENT_RULES}
 
 
 def exec_cluster_members(clusters):

@@ -83,6 +83,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+existed:
+  description: Whether the secret existed before the run (with O(state=absent) in check mode, whether there is one to remove).
+  returned: always
+  type: bool
 name:
   description: Resource name of the secret (C(projects/NUMBER/secrets/ID)).
   returned: when the secret exists

@@ -47,9 +47,10 @@ options:
     type: str
     required: true
   stored:
-    description: Where Prow's kubeconfig is stored. Exactly one of O(stored.path), O(stored.content), O(stored.secret).
+    description:
+      - Where Prow's kubeconfig is stored. Exactly one of O(stored.path), O(stored.content), O(stored.secret).
+      - Required unless O(component_secrets) is given (per-component access, which has no kubeconfig of Prow's own).
     type: dict
-    required: true
     suboptions:
       name:
         description: A label for messages.
@@ -86,7 +87,7 @@ options:
   component_secrets:
     description:
       - "Per-component access of the token model: C({component: projects/P/secrets/S}), the Secret Manager secret of
-        each Prow component's own kubeconfig. Each is checked as O(stored) is (its context, its token by TokenReview,
+        each Prow component's own kubeconfig, instead of O(stored). Each is checked as O(stored) is (its context, its token by TokenReview,
         its expiry), and its token must pass SelfSubjectAccessReviews for exactly the verbs its component checks and
         must not read Secrets in O(pod_namespace)."
     type: dict

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from prow_sandbox import kube, prow
-from test_playbooks import BIN, VARS, fixture_sandbox, playbook  # noqa: F401  pylint: disable=unused-import  (the module fixture "sandbox")
+from test_playbooks import BIN, VARS, build_cluster_of, fixture_sandbox, playbook  # noqa: F401  pylint: disable=unused-import  (the module fixture "sandbox")
 
 ALIAS = "build-sandbox"
 JOB_KSA = "prowjob-default-sa"
@@ -221,8 +221,7 @@ def test_with_per_component_access_plank_schedules_as_its_own_service_account(on
     since = datetime.now(timezone.utc)
     _job, pod = landed_pod(state, env, prow.create_prowjob(state, ALIAS))
     assert pod["spec"]["serviceAccountName"] == JOB_KSA
-    cluster = next(c for c in kube.list_clusters(state) if c.server == yaml.safe_load(
-        (state / "out" / "composite.kubeconfig").read_text())["clusters"][0]["cluster"]["server"])
+    cluster = build_cluster_of(state, ALIAS)
     creators = {(e.get("user") or {}).get("username") for e in kube.settled_audit_events(cluster, since=since)
                 if e["verb"] == "create" and (e.get("objectRef") or {}).get("resource") == "pods"
                 and (e.get("objectRef") or {}).get("namespace") == "test-pods"}

@@ -18,7 +18,7 @@ import kubernetes
 import pytest
 import yaml
 from test_gke_exec import operator
-from test_gke_exec_per_component import ALLOWED, DENIED, OBJECTS, present
+from test_gke_exec_per_component import ALLOWED, DENIED, OBJECTS, onboard, present
 from test_gke_exec_switch import exists
 from test_playbooks import (  # noqa: F401  pylint: disable=unused-import
     VARS, build_cluster_of, fixture_sandbox, gcp_writes, kube_writes, playbook, recap, refused_within, token_of,
@@ -44,12 +44,6 @@ def access_vars(tmp_path, access):
     path = tmp_path / f"vars-{access}.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
-
-
-def onboard(env, path):
-    run = playbook(env, "onboard.yml", "-e", f"@{path}")
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    return run
 
 
 def stored_kubeconfig(state, secret):

@@ -117,6 +117,7 @@ def run(module):
     if payload is not None:
         result["payload_fingerprint"] = fingerprint(payload)
     secret = sm.get_secret(name, resource)
+    result["existed"] = secret is not None
     if params["state"] == "absent":
         result["diff"] = {"before": describe(secret, None, None), "after": {}}
         if secret:

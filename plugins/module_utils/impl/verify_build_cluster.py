@@ -406,7 +406,7 @@ def module_kwargs():
             **k8s.K8S_AUTH_ARGSPEC,
             **_gcp_session.GCP_AUTH_ARGSPEC,
             "alias": {"type": "str", "required": True},
-            "stored": {"type": "dict", "required": True, "options": source.SOURCE_OPTIONS},
+            "stored": {"type": "dict", "options": source.SOURCE_OPTIONS},
             "pod_namespace": {"type": "str", "default": "test-pods"},
             "min_validity": {"type": "str", "default": "6h"},
             "exec_identities": {"type": "list", "elements": "str", "default": []},
@@ -434,7 +434,11 @@ def module_kwargs():
 def run(module):
     """The module's work; ends with module.exit_json or module.fail_json."""
     params = module.params
-    problem = source.validate(params["stored"], "stored")
+    problem = None
+    if params["stored"]:
+        problem = source.validate(params["stored"], "stored")
+    elif not params["component_secrets"]:
+        problem = "give stored (Prow's kubeconfig) or component_secrets (each component's, per-component access)"
     for component, secret in sorted(params["component_secrets"].items()):
         if component not in COMPONENT_RULES:
             problem = problem or f"component_secrets: unknown component {component!r} (known: {', '.join(sorted(COMPONENT_RULES))})"
@@ -450,11 +454,12 @@ def run(module):
     checks = Checks()
     result = {"changed": False, "checks": checks.items}
     try:
-        try:
-            expiry = check_credential(module, admin, checks)
-            result["token_expiry"] = expiry.isoformat() if expiry else None
-        except Broken:
-            pass
+        if params["stored"]:
+            try:
+                expiry = check_credential(module, admin, checks)
+                result["token_expiry"] = expiry.isoformat() if expiry else None
+            except Broken:
+                pass
         for component, secret in sorted(params["component_secrets"].items()):
             try:
                 check_credential(module, admin, checks, {"secret": secret}, component)

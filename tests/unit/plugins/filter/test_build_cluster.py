@@ -190,6 +190,7 @@ def test_a_per_component_cluster_is_a_member_of_each_components_secret_only():
     assert sorted(members) == sorted(COMPONENTS)
     assert members["sinker"] == [{"name": "build-p", "optional": True,
                                   "secret": "projects/prow-project/secrets/prow_build_cluster_kubeconfig_build-p-sinker"}]
+    assert f.component_cluster_members(clusters, PROW, left_out=["build-p"])["sinker"] == []
     # Keyless per-component access stores nothing: it is in neither.
     keyless = dict(PER_COMPONENT, credential_model="gke_exec")
     assert f.cluster_members([keyless], PROW) == [] and f.cluster_members([keyless], PROW, "deck") == []
